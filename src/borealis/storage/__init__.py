@@ -1,0 +1,1 @@
+"""The storage layer: segments of protection groups, hosted by storage node processes."""

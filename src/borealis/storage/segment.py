@@ -1,0 +1,533 @@
+"""The segment: one of the six replicas of a protection group, as a pure state machine.
+
+A segment's durable state is a fold over the entries it logs (``apply_entry``): epochs,
+truncations, covered ranges with their records, and membership. Handlers validate a message,
+turn it into entries, apply them and return the reply; the host (a storage node, or the
+simulator) appends the entries to its redo log and sends the reply only once they are
+synced. That is why an acknowledged SCL is always durable. Nothing here reads a clock,
+sleeps or does I/O beyond the two backends it is given (a redo log is the host's; the page
+store is passed in and is synchronous).
+
+Background work is driven by ``tick(now_s)``: gossip for holes, coalescing of records into
+page versions, garbage collection below the minimum read point, and scrubbing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from borealis import delta
+from borealis.errors import (
+    BadRequestError,
+    CorruptionError,
+    NotCaughtUpError,
+    PageGarbageCollectedError,
+    StaleEpochError,
+)
+from borealis.storage.coverage import Coverage
+from borealis.storage.messages import (
+    BATCH_RECORDS_MAX,
+    GetPage,
+    GossipPull,
+    GossipPush,
+    PageVersion,
+    ReadRecords,
+    Seal,
+    SegmentState,
+    SetMembership,
+    Truncation,
+    WriteAck,
+    WriteBatch,
+)
+from borealis.storage.pagestore import PageStore
+from borealis.storage.record import RecordKind, RedoRecord
+from borealis.types import LSN, Epoch, MembershipEpoch, PageNo, SegmentId
+
+log = logging.getLogger(__name__)
+
+COALESCE_BATCH_MAX = 512
+"""Records materialised per tick, so that coalescing never starves foreground requests."""
+
+SCRUB_BATCH_MAX = 256
+"""Records and page versions verified per scrub step."""
+
+GOSSIP_RECORDS_MAX = 4096
+"""Records per gossip reply; the puller asks again for the rest."""
+
+Entry = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendGossip:
+    """An effect: send this pull to a peer segment."""
+
+    message: GossipPull
+
+
+@dataclass(frozen=True, slots=True)
+class RepairNeeded:
+    """An effect: a page version was corrupt and cannot be rebuilt locally."""
+
+    page: PageNo
+    version: LSN
+
+
+@dataclass(slots=True)
+class SegmentStats:
+    records_received: int = 0
+    records_coalesced: int = 0
+    versions_gced: int = 0
+    gossip_pulls: int = 0
+    gossip_records_in: int = 0
+    corrupt_found: int = 0
+    snapshots_installed: int = 0
+    scrubbed: int = 0
+
+
+@dataclass
+class Segment:
+    """One replica of one PG. Create with ``Segment.create`` and feed it entries or messages."""
+
+    segment_id: SegmentId
+    store: PageStore
+    first_page: PageNo
+    pg_pages: int
+    peers: tuple[SegmentId, ...] = ()
+    membership_epoch: MembershipEpoch = MembershipEpoch(0)
+    epoch: Epoch = Epoch(0)
+    sealed_by: str = ""
+    truncations: list[Truncation] = field(default_factory=list)
+    coverage: Coverage = field(default_factory=Coverage)
+    # Records not yet dropped: by LSN, and per page in LSN order.
+    records: dict[int, RedoRecord] = field(default_factory=dict)
+    page_lsns: dict[int, list[int]] = field(default_factory=dict)
+    # Records at or below this were dropped after being materialised.
+    records_floor: LSN = LSN(0)
+    # No page version older than this is held (a rebuilt segment starts at its snapshot).
+    history_floor: LSN = LSN(0)
+    coalesced: LSN = LSN(0)
+    cpls: list[int] = field(default_factory=list)
+    known_through: LSN = LSN(0)
+    min_read_point: LSN = LSN(0)
+    all_scl: LSN = LSN(0)
+    gossip_due_s: float = 0.0
+    gossip_round: int = 0
+    scrub_cursor: int = 0
+    stats: SegmentStats = field(default_factory=SegmentStats)
+
+    gossip_interval_s: float = 0.05
+
+    @property
+    def key(self) -> str:
+        return str(self.segment_id)
+
+    @property
+    def scl(self) -> LSN:
+        return self.coverage.complete_through(0)
+
+    # --- the durable fold ------------------------------------------------------------------
+
+    def apply_entry(self, entry: Entry) -> None:
+        """Apply one logged entry: the only way durable state changes."""
+        kind = entry[0]
+        if kind == "cover":
+            _, start, end, wires = entry
+            for wire in wires:
+                self._add_record(RedoRecord.from_wire(wire))
+            self.coverage.add(start, end)
+        elif kind == "epoch":
+            _, epoch, writer = entry
+            assert epoch >= self.epoch
+            self.epoch, self.sealed_by = Epoch(epoch), writer
+        elif kind == "trunc":
+            t = Truncation.from_wire(entry[1])
+            if t not in self.truncations:
+                self.truncations.append(t)
+                self.truncations.sort(key=lambda x: x.epoch)
+                for lsn in [lsn for lsn in self.records if t.voids(self.records[lsn])]:
+                    self._drop_record(lsn, void=True)
+                # No valid record exists in the truncated range: it is covered by definition.
+                self.coverage.add(t.start, t.end)
+        elif kind == "uncover":
+            _, start, end = entry
+            for lsn in [lsn for lsn in self.records if start < lsn <= end]:
+                self._drop_record(lsn)
+            self.coverage.remove(start, end)
+        elif kind == "member":
+            _, mepoch, peers = entry
+            if mepoch >= self.membership_epoch:
+                self.membership_epoch = MembershipEpoch(mepoch)
+                self.peers = tuple(SegmentId(p) for p in peers)
+        elif kind == "rebase":
+            # A snapshot from a peer was installed in the page store at ``base``: everything
+            # known locally is replaced by it.
+            _, base = entry
+            self.records.clear()
+            self.page_lsns.clear()
+            self.cpls = [c for c in self.cpls if c > base]
+            self.coverage = Coverage()
+            self.coverage.add(0, base)
+            self.coalesced = LSN(base)
+            self.records_floor = LSN(base)
+            self.history_floor = LSN(base)
+        else:
+            raise CorruptionError(f"segment {self.segment_id}: unknown log entry {kind!r}")
+
+    def _add_record(self, record: RedoRecord) -> None:
+        if record.lsn <= self.records_floor or record.lsn in self.records:
+            return
+        if any(t.voids(record) for t in self.truncations):
+            return
+        self.records[record.lsn] = record
+        bisect.insort(self.page_lsns.setdefault(record.page, []), record.lsn)
+        if record.is_cpl:
+            i = bisect.bisect_left(self.cpls, record.lsn)
+            if i == len(self.cpls) or self.cpls[i] != record.lsn:
+                self.cpls.insert(i, record.lsn)
+
+    def _drop_record(self, lsn: int, *, void: bool = False) -> None:
+        """Forget a retained record. Its commit point is kept unless the record is void
+        (truncated): recovery asks for commit points long after records are materialised."""
+        record = self.records.pop(lsn)
+        lsns = self.page_lsns[record.page]
+        lsns.remove(lsn)
+        if not lsns:
+            del self.page_lsns[record.page]
+        if void and record.is_cpl:
+            i = bisect.bisect_left(self.cpls, lsn)
+            if i < len(self.cpls) and self.cpls[i] == lsn:
+                del self.cpls[i]
+
+    def _apply_all(self, entries: list[Entry]) -> list[Entry]:
+        for entry in entries:
+            self.apply_entry(entry)
+        return entries
+
+    # --- epochs ---------------------------------------------------------------------------
+
+    def _check_epoch(self, epoch: int, what: str) -> None:
+        if epoch < self.epoch:
+            raise StaleEpochError(
+                f"segment {self.segment_id}: {what} from epoch {epoch} < {self.epoch}",
+                current_epoch=self.epoch,
+            )
+
+    def on_seal(self, msg: Seal) -> tuple[list[Entry], SegmentState]:
+        """Raise the epoch (strictly, or idempotently for the same writer) and report state."""
+        if msg.epoch < self.epoch or (msg.epoch == self.epoch and msg.writer != self.sealed_by):
+            raise StaleEpochError(
+                f"segment {self.segment_id}: seal at epoch {msg.epoch} refused "
+                f"(at {self.epoch}, sealed by {self.sealed_by!r})",
+                current_epoch=self.epoch,
+            )
+        entries: list[Entry] = []
+        if msg.epoch > self.epoch:
+            entries = self._apply_all([("epoch", msg.epoch, msg.writer)])
+        return entries, self.state()
+
+    def state(self) -> SegmentState:
+        return SegmentState(
+            self.segment_id, self.epoch, self.scl, self.coverage.high(),
+            self.membership_epoch, self.coalesced,
+        )
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def on_write(self, msg: WriteBatch) -> tuple[list[Entry], WriteAck]:
+        self._check_epoch(msg.epoch, "write")
+        entries: list[Entry] = []
+        if msg.truncation is not None and msg.truncation not in self.truncations:
+            entries.append(("trunc", msg.truncation.to_wire()))
+        if msg.epoch > self.epoch:
+            # The writer's seal did not reach us, but its batches prove it holds the epoch.
+            entries.append(("epoch", msg.epoch, msg.writer))
+        if msg.through > msg.prev_through and not self.coverage.covers(
+            msg.prev_through, msg.through
+        ):
+            for record in msg.records:
+                self._check_page(record)
+                # Before any entry is applied: a handler that raises must change nothing.
+                record.verify()
+            entries.append(
+                ("cover", msg.prev_through, msg.through, [r.to_wire() for r in msg.records])
+            )
+            self.stats.records_received += len(msg.records)
+        self._apply_all(entries)
+        self.known_through = max(self.known_through, msg.through)
+        self.min_read_point = max(self.min_read_point, msg.min_read_point)
+        self.all_scl = max(self.all_scl, msg.all_scl)
+        return entries, WriteAck(self.segment_id, self.scl, self.epoch)
+
+    def _check_page(self, record: RedoRecord) -> None:
+        if not self.first_page <= record.page < self.first_page + self.pg_pages:
+            raise BadRequestError(
+                f"segment {self.segment_id}: page {record.page} is outside this PG "
+                f"[{self.first_page}, {self.first_page + self.pg_pages})"
+            )
+
+    def on_membership(self, msg: SetMembership) -> list[Entry]:
+        if msg.membership_epoch < self.membership_epoch:
+            return []
+        return self._apply_all(
+            [("member", msg.membership_epoch, [str(p) for p in msg.peers])]
+        )
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def on_get_page(self, msg: GetPage) -> PageVersion:
+        """The page as of ``read_point``: newest materialised version plus newer records."""
+        read_point = msg.read_point
+        if read_point > self.scl:
+            raise NotCaughtUpError(
+                f"segment {self.segment_id}: read point {read_point} > SCL {self.scl}"
+            )
+        if read_point < self.history_floor or (
+            read_point < self.min_read_point and read_point < self.coalesced
+        ):
+            raise PageGarbageCollectedError(
+                f"segment {self.segment_id}: read point {read_point} is below the minimum "
+                f"read point {self.min_read_point}"
+            )
+        self._check_page_no(msg.page)
+        return self.materialise(msg.page, read_point)
+
+    def _check_page_no(self, page: int) -> None:
+        if not self.first_page <= page < self.first_page + self.pg_pages:
+            raise BadRequestError(f"segment {self.segment_id}: page {page} is not in this PG")
+
+    def materialise(self, page: int, read_point: int) -> PageVersion:
+        base = self.store.get_version_at(self.key, page, min(read_point, self.coalesced))
+        version, image = (base[0], base[1]) if base is not None else (0, None)
+        lsns = self.page_lsns.get(page, ())
+        i = bisect.bisect_right(lsns, version)
+        j = bisect.bisect_right(lsns, read_point)
+        for lsn in lsns[i:j]:
+            record = self.records[lsn]
+            if not record.crc_ok():
+                self._found_corrupt_record(record)
+                raise CorruptionError(f"segment {self.segment_id}: record lsn={lsn} corrupt")
+            if record.kind == RecordKind.DELTA and record.prev_page_lsn != version:
+                raise CorruptionError(
+                    f"segment {self.segment_id}: page {page} record lsn={lsn} applies to "
+                    f"version {record.prev_page_lsn} but the base is {version}"
+                )
+            image = delta.apply(image, record.payload)
+            version = lsn
+        return PageVersion(PageNo(page), LSN(version), image)
+
+    def on_read_records(self, msg: ReadRecords) -> tuple[tuple[RedoRecord, ...], LSN]:
+        """Records in ``(after, upto]`` and how far that range is known complete."""
+        if msg.after < self.records_floor:
+            raise PageGarbageCollectedError(
+                f"segment {self.segment_id}: records at or below {self.records_floor} "
+                "were materialised and dropped"
+            )
+        covered_to = min(msg.upto, self.coverage.complete_through(msg.after))
+        return self._records_between(msg.after, covered_to, BATCH_RECORDS_MAX)
+
+    def _records_between(
+        self, after: int, upto: int, limit: int
+    ) -> tuple[tuple[RedoRecord, ...], LSN]:
+        lsns = sorted(lsn for lsn in self.records if after < lsn <= upto)
+        if len(lsns) > limit:
+            lsns = lsns[:limit]
+            upto = lsns[-1]
+        return tuple(self.records[lsn] for lsn in lsns), LSN(upto)
+
+    def highest_cpl_at_or_below(self, lsn: int) -> LSN:
+        i = bisect.bisect_right(self.cpls, lsn)
+        return LSN(self.cpls[i - 1]) if i else LSN(0)
+
+    # --- gossip ---------------------------------------------------------------------------
+
+    def on_gossip_pull(self, msg: GossipPull) -> GossipPush:
+        covered_to = min(msg.upto, self.coverage.complete_through(msg.after))
+        if msg.after < self.records_floor:
+            # We no longer keep records that far back: send materialised pages instead.
+            # Versions below the minimum read point may be collected already, so the
+            # snapshot is taken at the coalesced point, where every page has its version.
+            base = self.coalesced
+            snapshot = tuple(
+                (int(p), int(v), bytes(img))
+                for p, v, img in self.store.iter_pages(self.key, base)
+            )
+            records, covered_to = self._records_between(base, self.scl, BATCH_RECORDS_MAX)
+            return GossipPush(
+                msg.requester, self.segment_id, self.epoch, self.sealed_by,
+                tuple(self.truncations), base, covered_to, records, snapshot,
+            )
+        records, covered_to = self._records_between(msg.after, covered_to, GOSSIP_RECORDS_MAX)
+        return GossipPush(
+            msg.requester, self.segment_id, self.epoch, self.sealed_by,
+            tuple(self.truncations), msg.after, max(covered_to, msg.after), records,
+        )
+
+    def on_gossip_push(self, msg: GossipPush) -> tuple[list[Entry], list[tuple[int, int, bytes]]]:
+        """Merge a peer's reply. Returns entries to log and snapshot pages to store first."""
+        entries: list[Entry] = []
+        for t in msg.truncations:
+            if t not in self.truncations:
+                entries.append(("trunc", t.to_wire()))
+        if msg.epoch > self.epoch:
+            entries.append(("epoch", msg.epoch, msg.sealed_by))
+        elif msg.epoch < self.epoch:
+            # The peer may not know a truncation we know: only take what it knows below it.
+            pass
+        pages: list[tuple[int, int, bytes]] = []
+        if msg.snapshot is not None:
+            if self.scl >= msg.covered_to:
+                return self._apply_all(entries), []
+            pages = list(msg.snapshot)
+            entries.append(("rebase", msg.after))
+            self.stats.snapshots_installed += 1
+        covered_to = msg.covered_to
+        if msg.epoch < self.epoch:
+            lowest = min(
+                (t.start for t in self.truncations if t.epoch > msg.epoch), default=covered_to
+            )
+            covered_to = min(covered_to, max(lowest, msg.after))
+        records = [r for r in msg.records if r.lsn <= covered_to]
+        for record in records:
+            record.verify()
+        if covered_to > msg.after and not self.coverage.covers(msg.after, covered_to):
+            entries.append(("cover", msg.after, covered_to, [r.to_wire() for r in records]))
+            self.stats.gossip_records_in += len(records)
+        if pages:
+            # The snapshot's pages become the base; the host stores them before the entries.
+            for entry in entries:
+                if entry[0] == "rebase":
+                    self.apply_entry(entry)
+            self.coalesced = LSN(msg.after)
+            return self._apply_rest(entries), pages
+        return self._apply_all(entries), pages
+
+    def _apply_rest(self, entries: list[Entry]) -> list[Entry]:
+        for entry in entries:
+            if entry[0] != "rebase":
+                self.apply_entry(entry)
+        return entries
+
+    def gossip_target(self) -> int:
+        """How far this segment knows it should be complete."""
+        return max(self.known_through, self.coverage.high())
+
+    # --- background work -----------------------------------------------------------------
+
+    def tick(self, now_s: float) -> tuple[list[Entry], list[Any]]:
+        """Periodic work. Returns entries to log and effects (``SendGossip``, ``RepairNeeded``)."""
+        effects: list[Any] = []
+        entries: list[Entry] = []
+        target = self.gossip_target()
+        if self.scl < target and now_s >= self.gossip_due_s and self.peers:
+            others = [p for p in self.peers if p != self.segment_id]
+            if others:
+                peer = others[self.gossip_round % len(others)]
+                self.gossip_round += 1
+                self.stats.gossip_pulls += 1
+                effects.append(SendGossip(GossipPull(peer, self.segment_id, self.epoch,
+                                                     self.scl, LSN(target))))
+            self.gossip_due_s = now_s + self.gossip_interval_s
+        return entries, effects
+
+    def coalesce(self, durable_scl: int) -> tuple[list[tuple[str, int, int, bytes]], int]:
+        """Materialise records up to ``durable_scl`` (only synced records are materialised,
+        so the page store never runs ahead of the log). Returns versions to store and the new
+        coalesced point; the host stores them with the point as meta, then calls
+        ``coalesced_to``."""
+        upto = min(durable_scl, self.scl)
+        if upto <= self.coalesced:
+            return [], self.coalesced
+        lsns = sorted(lsn for lsn in self.records if self.coalesced < lsn <= upto)
+        if len(lsns) > COALESCE_BATCH_MAX:
+            lsns = lsns[:COALESCE_BATCH_MAX]
+            upto = lsns[-1]
+        out: list[tuple[str, int, int, bytes]] = []
+        images: dict[int, tuple[int, bytes | None]] = {}
+        for lsn in lsns:
+            record = self.records[lsn]
+            if record.page in images:
+                version, image = images[record.page]
+            else:
+                base = self.store.get_version_at(self.key, record.page, self.coalesced)
+                version, image = (base[0], base[1]) if base is not None else (0, None)
+            if not record.crc_ok():
+                self._found_corrupt_record(record)
+                return out[:0], self.coalesced
+            if record.kind == RecordKind.DELTA and record.prev_page_lsn != version:
+                raise CorruptionError(
+                    f"segment {self.segment_id}: coalescing page {record.page}: record "
+                    f"lsn={lsn} applies to {record.prev_page_lsn} but the base is {version}"
+                )
+            new = delta.apply(image, record.payload)
+            images[record.page] = (lsn, new)
+            out.append((self.key, record.page, lsn, new))
+        self.stats.records_coalesced += len(out)
+        return out, upto
+
+    def coalesced_to(self, lsn: int) -> None:
+        """The host stored the versions up to ``lsn``; drop records nobody needs any more."""
+        assert lsn >= self.coalesced
+        self.coalesced = LSN(lsn)
+        keep_above = min(self.coalesced, self.all_scl)
+        if keep_above > self.records_floor:
+            for old in [x for x in self.records if x <= keep_above]:
+                self._drop_record(old)
+            self.records_floor = LSN(keep_above)
+            # Of the commit points below the floor only the newest can still be asked for.
+            i = bisect.bisect_right(self.cpls, keep_above)
+            if i > 1:
+                del self.cpls[: i - 1]
+
+    def gc(self) -> int:
+        below = min(self.min_read_point, self.coalesced)
+        if below <= 0:
+            return 0
+        n = self.store.gc(self.key, below)
+        self.stats.versions_gced += n
+        return n
+
+    def scrub_step(self) -> list[Entry]:
+        """Verify a bounded slice of the retained records; a corrupt one is uncovered so that
+        gossip fetches it again from a peer."""
+        lsns = sorted(self.records)
+        if not lsns:
+            return []
+        start = bisect.bisect_right(lsns, self.scrub_cursor)
+        if start >= len(lsns):
+            start = 0
+        chunk = lsns[start : start + SCRUB_BATCH_MAX]
+        self.scrub_cursor = chunk[-1]
+        entries: list[Entry] = []
+        for lsn in chunk:
+            record = self.records.get(lsn)
+            self.stats.scrubbed += 1
+            if record is not None and not record.crc_ok():
+                entries.extend(self._found_corrupt_record(record))
+        return entries
+
+    def _found_corrupt_record(self, record: RedoRecord) -> list[Entry]:
+        """Uncover the corrupt record's slot: from the previous retained record to it."""
+        self.stats.corrupt_found += 1
+        lsns = sorted(self.records)
+        i = bisect.bisect_left(lsns, record.lsn)
+        prev = lsns[i - 1] if i else self.records_floor
+        log.warning("corrupt record segment=%s lsn=%d: refetching (%d, %d]",
+                    self.segment_id, record.lsn, prev, record.lsn)
+        entry: Entry = ("uncover", prev, int(record.lsn))
+        self.apply_entry(entry)
+        return [entry]
+
+    def scrub_pages(self, pages: list[int]) -> list[Any]:
+        """Verify the stored versions of ``pages``; report those that must be repaired."""
+        effects: list[Any] = []
+        for page in pages:
+            for version in self.store.versions(self.key, page):
+                try:
+                    self.store.get_version_at(self.key, page, version)
+                except CorruptionError:
+                    self.stats.corrupt_found += 1
+                    effects.append(RepairNeeded(PageNo(page), LSN(version)))
+        return effects

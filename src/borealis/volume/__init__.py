@@ -1,0 +1,1 @@
+"""The volume client: the library inside database instances that speaks to storage."""
