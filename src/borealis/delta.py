@@ -231,9 +231,10 @@ def _apply_patch(old: bytes, payload: bytes) -> bytes:
     page = bytearray(old)
     end = 0
     for _ in range(run_count):
-        gap = payload[pos]
-        length = payload[pos + 1] if pos + 1 < payload_len else 0x80
-        if gap < 0x80 and length < 0x80:  # the common case, without two _read_varint calls
+        # The common case, one-byte gap and length, without two _read_varint calls.
+        if pos + 1 < payload_len and payload[pos] < 0x80 and payload[pos + 1] < 0x80:
+            gap = payload[pos]
+            length = payload[pos + 1]
             pos += 2
         else:
             gap, pos = _read_varint(payload, pos)

@@ -150,14 +150,11 @@ class SimNode:
         self.up = True
         for sid, (first_page, pg_pages, peers) in self.specs.items():
             seg = Segment(sid, self.store, first_page, pg_pages, peers)
-            coalesced = self.store.get_meta(f"coalesced:{sid}")
-            if coalesced is not None:
-                seg.coalesced = LSN(int(coalesced))
-                seg.records_floor = seg.coalesced
             self.segments[sid] = seg
         for sid, entry in self.log:
             self.segments[sid].apply_entry(entry)
         for sid, seg in self.segments.items():
+            seg.restarted(self.store.get_meta(f"coalesced:{sid}"))
             self.synced_scl[sid] = seg.scl
 
     def handle(self, src: str, msg: Any, rid: Any) -> None:
@@ -263,6 +260,8 @@ class SimWriter:
         rec = self.recovery
         assert rec is not None
         out: list[Any] = []
+        if not hasattr(request, "segment"):
+            return  # a reply to something this writer did not send while recovering
         if isinstance(reply, SegmentState):
             out = rec.on_sealed(reply)
             if rec.phase == Phase.CPL and self.sealed_quorum_at is None:

@@ -58,7 +58,9 @@ class WriteBatch:
     A batch with ``prev_through == through`` carries no coverage (it may carry a truncation
     or hints only). ``min_read_point`` is PGMRPL (storage may GC below it) and
     ``all_scl`` is the lowest SCL the writer has seen acknowledged by all six segments
-    (records below it need not be kept for gossip once materialised).
+    (records below it need not be kept for gossip once materialised). ``vdl`` is the
+    writer's VDL: records at or below it are committed and can never be truncated, so a
+    segment materialises records only up to it.
     """
 
     segment: SegmentId
@@ -70,6 +72,7 @@ class WriteBatch:
     truncation: Truncation | None = None
     min_read_point: LSN = LSN(0)
     all_scl: LSN = LSN(0)
+    vdl: LSN = LSN(0)
 
     def __post_init__(self) -> None:
         if self.prev_through > self.through:

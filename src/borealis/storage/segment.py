@@ -113,6 +113,7 @@ class Segment:
     known_through: LSN = LSN(0)
     min_read_point: LSN = LSN(0)
     all_scl: LSN = LSN(0)
+    known_vdl: LSN = LSN(0)
     gossip_due_s: float = 0.0
     gossip_round: int = 0
     scrub_cursor: int = 0
@@ -144,6 +145,10 @@ class Segment:
             self.epoch, self.sealed_by = Epoch(epoch), writer
         elif kind == "trunc":
             t = Truncation.from_wire(entry[1])
+            # Only records at or below a writer's VDL are materialised, and every
+            # truncation starts at or above any VDL ever reached: no page version is void.
+            assert self.coalesced <= t.start, (self.segment_id, self.coalesced, t)
+            self.known_vdl = max(self.known_vdl, t.start)
             if t not in self.truncations:
                 self.truncations.append(t)
                 self.truncations.sort(key=lambda x: x.epoch)
@@ -175,6 +180,16 @@ class Segment:
             self.history_floor = LSN(base)
         else:
             raise CorruptionError(f"segment {self.segment_id}: unknown log entry {kind!r}")
+
+    def restarted(self, coalesced_meta: bytes | None) -> None:
+        """After the log was replayed: take the coalesced point the page store holds and
+        drop the records already materialised (replay keeps everything it reads)."""
+        if coalesced_meta is None:
+            return
+        coalesced = LSN(int(coalesced_meta))
+        self.coalesced = max(self.coalesced, coalesced)
+        self.known_vdl = max(self.known_vdl, self.coalesced)
+        self.coalesced_to(self.coalesced)
 
     def _add_record(self, record: RedoRecord) -> None:
         if record.lsn <= self.records_floor or record.lsn in self.records:
@@ -259,6 +274,7 @@ class Segment:
         self.known_through = max(self.known_through, msg.through)
         self.min_read_point = max(self.min_read_point, msg.min_read_point)
         self.all_scl = max(self.all_scl, msg.all_scl)
+        self.known_vdl = max(self.known_vdl, msg.vdl)
         return entries, WriteAck(self.segment_id, self.scl, self.epoch)
 
     def _check_page(self, record: RedoRecord) -> None:
@@ -433,11 +449,14 @@ class Segment:
         return entries, effects
 
     def coalesce(self, durable_scl: int) -> tuple[list[tuple[str, int, int, bytes]], int]:
-        """Materialise records up to ``durable_scl`` (only synced records are materialised,
-        so the page store never runs ahead of the log). Returns versions to store and the new
+        """Materialise records up to ``durable_scl`` and the writer's VDL (only synced,
+        committed records are materialised, so the page store never runs ahead of the log
+        and never holds a version a truncation could void). Returns versions to store and the new
         coalesced point; the host stores them with the point as meta, then calls
         ``coalesced_to``."""
-        upto = min(durable_scl, self.scl)
+        # Above VDL a record may still be truncated by a recovering writer: never
+        # materialise it.
+        upto = min(durable_scl, self.scl, self.known_vdl)
         if upto <= self.coalesced:
             return [], self.coalesced
         lsns = sorted(lsn for lsn in self.records if self.coalesced < lsn <= upto)

@@ -184,7 +184,7 @@ class WriterCore:
             for s in self._targets(pg, layout):
                 batches.append(WriteBatch(
                     s, self.epoch, self.writer_id, prev, through, records, self.truncation,
-                    self.min_read_point, all_scl,
+                    self.min_read_point, all_scl, self.tracker.vdl,
                 ))
         return batches
 
@@ -206,7 +206,7 @@ class WriterCore:
         records = tuple(r for r in self.unacked[pg] if r.lsn > start)
         return WriteBatch(
             segment, self.epoch, self.writer_id, LSN(start), through, records,
-            self.truncation, self.min_read_point, self.tracker.all_scl(pg),
+            self.truncation, self.min_read_point, self.tracker.all_scl(pg), self.tracker.vdl,
         )
 
     def lagging_segments(self) -> list[SegmentId]:

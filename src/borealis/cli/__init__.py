@@ -1,0 +1,1 @@
+"""The ``borealis`` command: one module per subcommand over the library."""
