@@ -49,6 +49,11 @@ T = TypeVar("T")
 STORED_INT_MAX = 2**63 - 1
 """Highest page number or LSN a version may carry (SQLite's INTEGER is signed 64-bit)."""
 
+SEGMENT_KEY_BYTES_MAX = 256
+"""UTF-8 length bound of a segment key (LMDB keys are at most 511 bytes)."""
+
+META_KEY_BYTES_MAX = 256
+
 ITER_PAGES_BATCH_MAX = 256
 """Pages ``iter_pages`` reads per transaction: no transaction stays open across a yield."""
 
@@ -77,11 +82,22 @@ def _check_segment_key(segment_key: str) -> None:
     assert isinstance(segment_key, str)
     assert segment_key, "a segment key must not be empty"
     assert "\0" not in segment_key, "a segment key must not contain NUL"
+    assert len(segment_key.encode()) <= SEGMENT_KEY_BYTES_MAX, "segment key too long"
+
+
+def _check_page(page: int) -> None:
+    assert 0 <= page <= STORED_INT_MAX, f"page {page} out of range"
+
+
+def _check_meta_key(key: str) -> None:
+    assert isinstance(key, str)
+    assert key, "a meta key must not be empty"
+    assert len(key.encode()) <= META_KEY_BYTES_MAX, "meta key too long"
 
 
 def _check_version(segment_key: str, page: int, lsn: int, image: bytes) -> None:
     _check_segment_key(segment_key)
-    assert 0 <= page <= STORED_INT_MAX, f"page {page} out of range"
+    _check_page(page)
     assert 0 <= lsn <= STORED_INT_MAX, f"version lsn {lsn} out of range"
     assert isinstance(image, bytes | bytearray | memoryview)
 
@@ -158,12 +174,17 @@ _Key = tuple[str, int, int]
 class MemoryPageStore:
     """The page store in memory, for unit tests and the simulator.
 
-    Writes are durable only at ``sync()``: ``crash()`` undoes every change since the last
-    one, as a machine crash may. ``flip_bit`` corrupts a stored image (keeping its CRC) for
-    fault injection; the file-backed stores are corrupted by flipping bytes in their files.
+    By default a write is kept from the moment ``put_versions`` returns: a killed process
+    loses nothing from the file-backed stores either (their commits are in the OS page
+    cache). With ``lose_unsynced_on_crash=True`` the store models a machine crash instead:
+    it keeps an undo record of every change until the next ``sync()`` (so the caller must
+    sync regularly), and ``crash()`` undoes them. ``flip_bit`` corrupts a stored image
+    (keeping its CRC) for fault injection; the file-backed stores are corrupted by flipping
+    bytes in their files.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, lose_unsynced_on_crash: bool = False) -> None:
+        self.lose_unsynced_on_crash = lose_unsynced_on_crash
         self._lock = threading.Lock()
         self._versions: dict[_Key, tuple[int, bytes]] = {}  # -> (crc, image)
         self._lsns: dict[tuple[str, int], list[int]] = {}  # (segment, page) -> lsns sorted
@@ -178,11 +199,12 @@ class MemoryPageStore:
     def _set_version(self, key: _Key, value: tuple[int, bytes] | None) -> None:
         segment_key, page, lsn = key
         old = self._versions.get(key)
-        self._undo.append((key, old))
-        lsns = self._lsns.setdefault((segment_key, page), [])
+        if self.lose_unsynced_on_crash:
+            self._undo.append((key, old))
         if value is None:
             if old is None:
                 return
+            lsns = self._lsns[(segment_key, page)]
             del self._versions[key]
             lsns.remove(lsn)
             if not lsns:
@@ -193,11 +215,12 @@ class MemoryPageStore:
             return
         self._versions[key] = value
         if old is None:
-            bisect.insort(lsns, lsn)
+            bisect.insort(self._lsns.setdefault((segment_key, page), []), lsn)
             self._pages.setdefault(segment_key, set()).add(page)
 
     def _set_meta(self, key: str, value: bytes | None) -> None:
-        self._undo.append((key, self._meta.get(key)))
+        if self.lose_unsynced_on_crash:
+            self._undo.append((key, self._meta.get(key)))
         if value is None:
             self._meta.pop(key, None)
         else:
@@ -210,6 +233,8 @@ class MemoryPageStore:
         batch = list(items)
         for segment_key, page, lsn, image in batch:
             _check_version(segment_key, page, lsn, image)
+        for key in meta or {}:
+            _check_meta_key(key)
         with self._lock:
             assert not self._closed
             for segment_key, page, lsn, image in batch:
@@ -221,6 +246,7 @@ class MemoryPageStore:
 
     def get_version_at(self, segment_key: str, page: int, lsn: int) -> tuple[int, bytes] | None:
         _check_segment_key(segment_key)
+        _check_page(page)
         _check_query_lsn(lsn)
         with self._lock:
             assert not self._closed
@@ -236,6 +262,7 @@ class MemoryPageStore:
 
     def versions(self, segment_key: str, page: int) -> list[int]:
         _check_segment_key(segment_key)
+        _check_page(page)
         with self._lock:
             return list(self._lsns.get((segment_key, page), []))
 
@@ -255,6 +282,8 @@ class MemoryPageStore:
 
     def delete_version(self, segment_key: str, page: int, lsn: int) -> bool:
         _check_segment_key(segment_key)
+        _check_page(page)
+        assert 0 <= lsn <= STORED_INT_MAX, f"version lsn {lsn} out of range"
         with self._lock:
             assert not self._closed
             if (segment_key, page, lsn) not in self._versions:
@@ -287,10 +316,13 @@ class MemoryPageStore:
                 yield page, found[0], found[1]
 
     def get_meta(self, key: str) -> bytes | None:
+        _check_meta_key(key)
         with self._lock:
             return self._meta.get(key)
 
     def put_meta(self, items: dict[str, bytes]) -> None:
+        for key in items:
+            _check_meta_key(key)
         with self._lock:
             assert not self._closed
             for key, value in items.items():
@@ -308,6 +340,7 @@ class MemoryPageStore:
 
     def crash(self) -> int:
         """Undo every change since the last ``sync``; return how many changes were undone."""
+        assert self.lose_unsynced_on_crash, "crash() needs lose_unsynced_on_crash=True"
         with self._lock:
             undo, self._undo = self._undo, []
             for key, old in reversed(undo):
@@ -432,6 +465,8 @@ class LmdbPageStore:
             image = bytes(image)
             crc = version_crc(segment_key, page, lsn, image)
             rows.append((_identity(segment_key, page, lsn), _CRC.pack(crc) + image))
+        for key in meta or {}:
+            _check_meta_key(key)
         meta_rows = [(key.encode(), bytes(value)) for key, value in (meta or {}).items()]
 
         def body(txn: lmdb.Transaction) -> None:
@@ -444,6 +479,7 @@ class LmdbPageStore:
 
     def get_version_at(self, segment_key: str, page: int, lsn: int) -> tuple[int, bytes] | None:
         _check_segment_key(segment_key)
+        _check_page(page)
         _check_query_lsn(lsn)
         page_prefix = segment_key.encode() + b"\0" + _PAGE.pack(page)
         target = page_prefix + _PAGE.pack(lsn)
@@ -469,6 +505,7 @@ class LmdbPageStore:
 
     def versions(self, segment_key: str, page: int) -> list[int]:
         _check_segment_key(segment_key)
+        _check_page(page)
         page_prefix = segment_key.encode() + b"\0" + _PAGE.pack(page)
 
         def body(txn: lmdb.Transaction) -> list[int]:
@@ -537,6 +574,8 @@ class LmdbPageStore:
 
     def delete_version(self, segment_key: str, page: int, lsn: int) -> bool:
         _check_segment_key(segment_key)
+        _check_page(page)
+        assert 0 <= lsn <= STORED_INT_MAX, f"version lsn {lsn} out of range"
         key = _identity(segment_key, page, lsn)
         return self._write(lambda txn: bool(txn.delete(key, db=self._versions)))
 
@@ -607,6 +646,7 @@ class LmdbPageStore:
         return page, lsn, _lmdb_image(segment_key, page, lsn, bytes(value))
 
     def get_meta(self, key: str) -> bytes | None:
+        _check_meta_key(key)
         value = self._read(lambda txn: txn.get(key.encode(), db=self._meta))
         return None if value is None else bytes(value)
 
@@ -732,6 +772,8 @@ class SqlitePageStore:
             image = bytes(image)
             rows.append((segment_key, page, lsn, version_crc(segment_key, page, lsn, image),
                          image))
+        for key in meta or {}:
+            _check_meta_key(key)
         meta_rows = [(key, bytes(value)) for key, value in (meta or {}).items()]
 
         def body(db: sqlite3.Connection) -> None:
@@ -742,9 +784,8 @@ class SqlitePageStore:
 
     def get_version_at(self, segment_key: str, page: int, lsn: int) -> tuple[int, bytes] | None:
         _check_segment_key(segment_key)
+        _check_page(page)
         _check_query_lsn(lsn)
-        if page > STORED_INT_MAX:
-            return None
         row = self._read(lambda db: db.execute(
             "SELECT lsn, crc, image FROM versions WHERE segment = ? AND page = ? AND lsn <= ? "
             "ORDER BY lsn DESC LIMIT 1",
@@ -757,6 +798,7 @@ class SqlitePageStore:
 
     def versions(self, segment_key: str, page: int) -> list[int]:
         _check_segment_key(segment_key)
+        _check_page(page)
         rows = self._read(lambda db: db.execute(
             "SELECT lsn FROM versions WHERE segment = ? AND page = ? ORDER BY lsn",
             (segment_key, page),
@@ -781,6 +823,8 @@ class SqlitePageStore:
 
     def delete_version(self, segment_key: str, page: int, lsn: int) -> bool:
         _check_segment_key(segment_key)
+        _check_page(page)
+        assert 0 <= lsn <= STORED_INT_MAX, f"version lsn {lsn} out of range"
         return self._write(lambda db: db.execute(
             "DELETE FROM versions WHERE segment = ? AND page = ? AND lsn = ?",
             (segment_key, page, lsn),
@@ -824,6 +868,7 @@ class SqlitePageStore:
             after_page = batch[-1][0]
 
     def get_meta(self, key: str) -> bytes | None:
+        _check_meta_key(key)
         row = self._read(lambda db: db.execute(
             "SELECT value FROM meta WHERE key = ?", (key,)
         ).fetchone())
