@@ -201,9 +201,11 @@ def test_handler_bug_is_internal_and_the_server_keeps_serving(
 ) -> None:
     async def main() -> None:
         async with serving(Handler()) as (_, host, port), await connect(host, port) as client:
-            with caplog.at_level(logging.ERROR, logger="borealis.transport.rpc"):
-                with pytest.raises(BorealisError) as failure:
-                    await client.call(method, None)
+            with (
+                caplog.at_level(logging.ERROR, logger="borealis.transport.rpc"),
+                pytest.raises(BorealisError) as failure,
+            ):
+                await client.call(method, None)
             assert type(failure.value) is BorealisError
             assert failure.value.code == "internal"
             assert not failure.value.retryable
