@@ -439,3 +439,105 @@ def test_error_reply_shape_on_the_wire(run_async: RunAsync) -> None:
             ]
 
     run_async(main())
+
+
+def test_shorter_timeout_behind_a_longer_one_still_fires(run_async: RunAsync) -> None:
+    async def main() -> None:
+        handler = Handler()
+        async with serving(handler) as (_, host, port), await connect(host, port) as client:
+            long = asyncio.ensure_future(client.call("block", "long", timeout_s=10.0))
+            await wait_until(lambda: handler.started == 1)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TransportError, match="timed out after 0.05s"):
+                await client.call("block", "short", timeout_s=0.05)
+            assert asyncio.get_running_loop().time() - started < 1.0
+            assert not long.done()
+            handler.release.set()
+            assert await long == "long"
+
+    run_async(main())
+
+
+def test_deadline_entries_of_finished_calls_are_bounded(run_async: RunAsync) -> None:
+    async def main() -> None:
+        async with serving(Handler()) as (_, host, port):
+            client = await connect(host, port, inflight_max=8)
+            assert client._connection is not None
+            entries_max = 0
+            for index in range(500):
+                assert await client.call("echo", index, timeout_s=30.0) == index
+                entries_max = max(entries_max, len(client._connection._deadlines))
+            assert entries_max <= 4 * 8
+            await client.close()
+
+    run_async(main())
+
+
+def test_slot_handed_to_a_cancelled_waiter_passes_on(run_async: RunAsync) -> None:
+    async def main() -> None:
+        handler = Handler()
+        async with serving(handler) as (_, host, port):
+            client = await connect(host, port, inflight_max=1)
+            second: asyncio.Future[Any] | None = None
+
+            async def first() -> Any:
+                try:
+                    return await client.call("block", 1)
+                finally:
+                    # The slot has just been handed to the second call, which has not run yet.
+                    assert second is not None
+                    second.cancel()
+
+            one = asyncio.ensure_future(first())
+            await wait_until(lambda: handler.started == 1)
+            second = asyncio.ensure_future(client.call("echo", 2))
+            third = asyncio.ensure_future(client.call("echo", 3))
+            await asyncio.sleep(0.01)
+            handler.release.set()
+            assert await one == 1
+            assert await third == 3
+            assert second.cancelled()
+            assert client._slots_free == 1
+            assert await client.call("echo", 4) == 4
+            await client.close()
+
+    run_async(main())
+
+
+def test_random_cancellations_never_leak_a_slot(run_async: RunAsync) -> None:
+    async def main() -> None:
+        rng = random.Random(99)
+        async with serving(Handler()) as (_, host, port):
+            client = await connect(host, port, inflight_max=4)
+            calls = [asyncio.ensure_future(client.call("jitter", index)) for index in range(300)]
+            for _ in range(100):
+                await asyncio.sleep(rng.random() * 0.002)
+                rng.choice(calls).cancel()
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            finished = [r for r in results if not isinstance(r, BaseException)]
+            assert 0 < len(finished) < 300
+            assert client._slots_free == 4
+            assert not client._slot_waiters
+            assert client.inflight == 0
+            assert await client.call("echo", "ok") == "ok"
+            await client.close()
+
+    run_async(main())
+
+
+def test_calls_waiting_for_a_slot_fail_when_the_connection_is_lost(run_async: RunAsync) -> None:
+    async def main() -> None:
+        handler = Handler()
+        server = RpcServer(handler, name="test-node")
+        host, port = await server.start("127.0.0.1", 0)
+        try:
+            client = await connect(host, port, inflight_max=2)
+            calls = [asyncio.ensure_future(client.call("block", index)) for index in range(5)]
+            await wait_until(lambda: handler.started == 2)
+        finally:
+            await server.close(timeout_s=2.0)
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(result, TransportError) for result in results), results
+        await client.close()
+
+    run_async(main())

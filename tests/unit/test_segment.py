@@ -422,7 +422,7 @@ def test_a_pull_below_the_records_floor_gets_a_snapshot_and_rebuilds_the_same_pa
     base = b.segment.history_floor
     assert floor <= base <= a.segment.coalesced
     assert_reads_match(b.segment, writer)
-    assert_same_state(b.segment, a.segment, commit_points=False)  # see the xfail below
+    assert_same_state(b.segment, a.segment)
     assert_same_state(b.replay(), b.segment)
 
 
@@ -481,12 +481,6 @@ def rebuild_from_snapshot(seed: int) -> tuple[WriterModel, Host, Host]:
     return writer, a, b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a snapshot carries pages but no commit points: the rebuilt replica answers "
-    "highest_cpl_at_or_below (recovery's QueryCpl) with 0 for every CPL at or below the "
-    "snapshot, so a recovery that asks it computes too low a VDL",
-)
 def test_a_rebuilt_replica_still_knows_the_last_commit_point() -> None:
     writer, a, b = rebuild_from_snapshot(22)
     batch = writer.batch([])  # hints only: b learns how far behind it is
@@ -499,12 +493,6 @@ def test_a_rebuilt_replica_still_knows_the_last_commit_point() -> None:
     assert b.segment.highest_cpl_at_or_below(scl) == a.segment.highest_cpl_at_or_below(scl)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on_gossip_push applies a snapshot's rebase before the truncations it carries, "
-    "but returns the entries with the truncations first: replaying the log wipes the "
-    "truncated range's coverage that the live segment kept",
-)
 def test_a_snapshot_with_a_new_truncation_replays_to_the_same_coverage() -> None:
     writer, a, b = rebuild_from_snapshot(23)
     writer.random_batch()  # the old writer's last committed batch: a misses it (a hole)

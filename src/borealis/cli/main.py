@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop the cluster")
     down.add_argument("--data-dir", type=Path, default=DATA_DIR_DEFAULT)
     down.set_defaults(fn=_down)
+    from borealis.cli import storage_node
+
+    storage_node.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

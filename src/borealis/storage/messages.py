@@ -163,7 +163,8 @@ class GossipPush:
     """Records in ``(after, covered_to]`` (all of the PG's valid records there), plus the
     sender's epoch knowledge. When the sender no longer keeps records that far back,
     ``snapshot`` holds its materialised pages ``(page, version, image)`` as of ``after``
-    instead, and the receiver rebuilds from them."""
+    (its coalesced point) instead, with ``snapshot_cpl``, its newest commit point at or
+    below ``after``, and the receiver rebuilds from them."""
 
     segment: SegmentId  # the receiver
     sender: SegmentId
@@ -174,6 +175,7 @@ class GossipPush:
     covered_to: LSN
     records: tuple[RedoRecord, ...]
     snapshot: tuple[tuple[int, int, bytes], ...] | None = None
+    snapshot_cpl: LSN = LSN(0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from borealis.errors import (
     CorruptionError,
     NotCaughtUpError,
     PageGarbageCollectedError,
+    ProtocolError,
     StaleEpochError,
 )
 from borealis.storage.coverage import Coverage
@@ -89,7 +90,7 @@ class SegmentStats:
 
 @dataclass
 class Segment:
-    """One replica of one PG. Create with ``Segment.create`` and feed it entries or messages."""
+    """One replica of one PG: feed it logged entries (replay) or messages (live)."""
 
     segment_id: SegmentId
     store: PageStore
@@ -118,6 +119,7 @@ class Segment:
     gossip_round: int = 0
     scrub_cursor: int = 0
     stats: SegmentStats = field(default_factory=SegmentStats)
+    unlogged: list[Entry] = field(default_factory=list)
 
     gossip_interval_s: float = 0.05
 
@@ -145,9 +147,6 @@ class Segment:
             self.epoch, self.sealed_by = Epoch(epoch), writer
         elif kind == "trunc":
             t = Truncation.from_wire(entry[1])
-            # Only records at or below a writer's VDL are materialised, and every
-            # truncation starts at or above any VDL ever reached: no page version is void.
-            assert self.coalesced <= t.start, (self.segment_id, self.coalesced, t)
             self.known_vdl = max(self.known_vdl, t.start)
             if t not in self.truncations:
                 self.truncations.append(t)
@@ -169,10 +168,12 @@ class Segment:
         elif kind == "rebase":
             # A snapshot from a peer was installed in the page store at ``base``: everything
             # known locally is replaced by it.
-            _, base = entry
+            _, base, cpl = entry
             self.records.clear()
             self.page_lsns.clear()
-            self.cpls = [c for c in self.cpls if c > base]
+            # The snapshot carries the sender's newest commit point at or below its base,
+            # which recovery may ask this segment for.
+            self.cpls = ([cpl] if cpl else []) + [c for c in self.cpls if c > base]
             self.coverage = Coverage()
             self.coverage.add(0, base)
             self.coalesced = LSN(base)
@@ -255,6 +256,14 @@ class Segment:
         self._check_epoch(msg.epoch, "write")
         entries: list[Entry] = []
         if msg.truncation is not None and msg.truncation not in self.truncations:
+            # Only records at or below a writer's VDL are materialised, and a recovering
+            # writer truncates only above the VDL it recovered, which is at least every VDL
+            # reached before: a truncation below what we materialised is a protocol breach.
+            if msg.truncation.start < self.coalesced:
+                raise ProtocolError(
+                    f"segment {self.segment_id}: truncation {msg.truncation} starts below "
+                    f"the materialised point {self.coalesced}"
+                )
             entries.append(("trunc", msg.truncation.to_wire()))
         if msg.epoch > self.epoch:
             # The writer's seal did not reach us, but its batches prove it holds the epoch.
@@ -323,7 +332,7 @@ class Segment:
         for lsn in lsns[i:j]:
             record = self.records[lsn]
             if not record.crc_ok():
-                self._found_corrupt_record(record)
+                self.unlogged.extend(self._found_corrupt_record(record))
                 raise CorruptionError(f"segment {self.segment_id}: record lsn={lsn} corrupt")
             if record.kind == RecordKind.DELTA and record.prev_page_lsn != version:
                 raise CorruptionError(
@@ -374,6 +383,7 @@ class Segment:
             return GossipPush(
                 msg.requester, self.segment_id, self.epoch, self.sealed_by,
                 tuple(self.truncations), base, covered_to, records, snapshot,
+                self.highest_cpl_at_or_below(base),
             )
         records, covered_to = self._records_between(msg.after, covered_to, GOSSIP_RECORDS_MAX)
         return GossipPush(
@@ -382,49 +392,38 @@ class Segment:
         )
 
     def on_gossip_push(self, msg: GossipPush) -> tuple[list[Entry], list[tuple[int, int, bytes]]]:
-        """Merge a peer's reply. Returns entries to log and snapshot pages to store first."""
+        """Merge a peer's reply. Returns entries to log and snapshot pages, which the host
+        stores (after dropping the segment's old versions) before logging the entries.
+
+        The entries are applied here in the order they are returned, so that replaying the
+        log reproduces exactly the state the live segment reached."""
         entries: list[Entry] = []
+        pages: list[tuple[int, int, bytes]] = []
+        if msg.snapshot is not None and self.scl < msg.covered_to:
+            pages = list(msg.snapshot)
+            entries.append(("rebase", msg.after, msg.snapshot_cpl))
+            self.stats.snapshots_installed += 1
+        known = set(self.truncations)
         for t in msg.truncations:
-            if t not in self.truncations:
+            if t not in known:
                 entries.append(("trunc", t.to_wire()))
         if msg.epoch > self.epoch:
             entries.append(("epoch", msg.epoch, msg.sealed_by))
-        elif msg.epoch < self.epoch:
-            # The peer may not know a truncation we know: only take what it knows below it.
-            pass
-        pages: list[tuple[int, int, bytes]] = []
-        if msg.snapshot is not None:
-            if self.scl >= msg.covered_to:
-                return self._apply_all(entries), []
-            pages = list(msg.snapshot)
-            entries.append(("rebase", msg.after))
-            self.stats.snapshots_installed += 1
         covered_to = msg.covered_to
         if msg.epoch < self.epoch:
+            # The peer may not know a truncation we know: trust its coverage only below it.
             lowest = min(
                 (t.start for t in self.truncations if t.epoch > msg.epoch), default=covered_to
             )
             covered_to = min(covered_to, max(lowest, msg.after))
-        records = [r for r in msg.records if r.lsn <= covered_to]
-        for record in records:
-            record.verify()
-        if covered_to > msg.after and not self.coverage.covers(msg.after, covered_to):
-            entries.append(("cover", msg.after, covered_to, [r.to_wire() for r in records]))
-            self.stats.gossip_records_in += len(records)
-        if pages:
-            # The snapshot's pages become the base; the host stores them before the entries.
-            for entry in entries:
-                if entry[0] == "rebase":
-                    self.apply_entry(entry)
-            self.coalesced = LSN(msg.after)
-            return self._apply_rest(entries), pages
+        if msg.snapshot is None or pages:
+            records = [r for r in msg.records if r.lsn <= covered_to]
+            for record in records:
+                record.verify()
+            if covered_to > msg.after and (pages or not self.coverage.covers(msg.after, covered_to)):
+                entries.append(("cover", msg.after, covered_to, [r.to_wire() for r in records]))
+                self.stats.gossip_records_in += len(records)
         return self._apply_all(entries), pages
-
-    def _apply_rest(self, entries: list[Entry]) -> list[Entry]:
-        for entry in entries:
-            if entry[0] != "rebase":
-                self.apply_entry(entry)
-        return entries
 
     def gossip_target(self) -> int:
         """How far this segment knows it should be complete."""
@@ -433,9 +432,14 @@ class Segment:
     # --- background work -----------------------------------------------------------------
 
     def tick(self, now_s: float) -> tuple[list[Entry], list[Any]]:
-        """Periodic work. Returns entries to log and effects (``SendGossip``, ``RepairNeeded``)."""
+        """Gossip for holes, and logging of what was found corrupt while serving. Returns
+        entries to log and effects (``SendGossip``). Coalescing (``coalesce`` then
+        ``coalesced_to``, which must be called even when nothing was coalesced: it also
+        drops records below a newly learnt ``all_scl``), ``gc`` and ``scrub_step`` are
+        separate calls so that the host can pace them."""
         effects: list[Any] = []
-        entries: list[Entry] = []
+        # Corrupt records found while serving reads were uncovered in memory: log that now.
+        entries, self.unlogged = self.unlogged, []
         target = self.gossip_target()
         if self.scl < target and now_s >= self.gossip_due_s and self.peers:
             others = [p for p in self.peers if p != self.segment_id]
@@ -473,8 +477,8 @@ class Segment:
                 base = self.store.get_version_at(self.key, record.page, self.coalesced)
                 version, image = (base[0], base[1]) if base is not None else (0, None)
             if not record.crc_ok():
-                self._found_corrupt_record(record)
-                return out[:0], self.coalesced
+                self.unlogged.extend(self._found_corrupt_record(record))
+                return [], self.coalesced
             if record.kind == RecordKind.DELTA and record.prev_page_lsn != version:
                 raise CorruptionError(
                     f"segment {self.segment_id}: coalescing page {record.page}: record "

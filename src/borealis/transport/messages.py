@@ -130,11 +130,10 @@ def error_from_reply(code: str, message: str, details: dict[Any, Any]) -> Boreal
     try:
         exc = cls(message, **accepted)
     except (TypeError, ValueError):
-        # A detail of a type the constructor refuses: keep the type, lose the detail.
-        accepted = {}
+        # A detail of a type the constructor refuses: keep the type, lose the details.
         exc = cls(message)
     for name, value in details.items():
-        if name in accepted or type(name) is not str:
+        if name in keywords or type(name) is not str:
             continue
         # Never let a peer shadow the class's own attributes (``retryable``, ``args``, ...).
         if name.isidentifier() and not name.startswith("_") and not hasattr(cls, name):

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
+import heapq
 import inspect
 import logging
 import socket
@@ -35,7 +37,7 @@ from typing import Any, Final, Protocol, TypeVar, cast
 
 from borealis.errors import BorealisError, ProtocolError, TransportError
 from borealis.transport import messages
-from borealis.transport.frames import FRAME_BYTES_MAX_DEFAULT, FrameDecoder, encode_frame
+from borealis.transport.frames import FRAME_BYTES_MAX_DEFAULT, FrameDecoder, FrameEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ INFLIGHT_MAX_DEFAULT: Final = 4096
 CONNECT_TIMEOUT_S_DEFAULT: Final = 5.0
 CLOSE_TIMEOUT_S_DEFAULT: Final = 5.0
 """How long ``RpcServer.close`` lets connections flush their replies before aborting them."""
+
+_DEADLINE_ENTRIES_PER_SLOT: Final = 4
+"""A client's deadline heap holds at most this many entries per in-flight slot."""
+_TIMER_SLACK_S: Final = 0.001
 
 _T = TypeVar("_T")
 
@@ -133,6 +139,7 @@ class _ServerConnection(asyncio.Protocol):
         self._dispatch = server._dispatch
         self._loop = asyncio.get_running_loop()
         self._decoder = FrameDecoder(frame_bytes_max=server.frame_bytes_max)
+        self._encoder = FrameEncoder(frame_bytes_max=server.frame_bytes_max)
         self._transport: asyncio.Transport | None = None
         self.peer = "?"
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -263,9 +270,7 @@ class _ServerConnection(asyncio.Protocol):
         if self._transport is None:
             return
         try:
-            frame = encode_frame(
-                messages.response(request_id, body), frame_bytes_max=self._server.frame_bytes_max
-            )
+            frame = self._encoder.encode(messages.response(request_id, body))
         except ProtocolError as exc:  # the handler returned something we cannot send
             self._internal_error(request_id, method, exc)
             return
@@ -274,7 +279,7 @@ class _ServerConnection(asyncio.Protocol):
     def _send(self, message: list[Any]) -> None:
         if self._transport is None:
             return
-        self._write(encode_frame(message, frame_bytes_max=self._server.frame_bytes_max))
+        self._write(self._encoder.encode(message))
 
     def _write(self, frame: bytes) -> None:
         self._out.append(frame)
@@ -425,46 +430,61 @@ class RpcServer:
 
 
 class _ClientConnection(asyncio.Protocol):
-    """The protocol half of an ``RpcClient``: decodes replies and resolves pending calls."""
+    """The protocol half of an ``RpcClient``: resolves pending calls from replies, and fails
+    them on timeouts and on the loss of the connection."""
 
     def __init__(self, client: RpcClient) -> None:
         self._client = client
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._decoder = FrameDecoder(frame_bytes_max=client.frame_bytes_max)
+        self.encoder = FrameEncoder(frame_bytes_max=client.frame_bytes_max)
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.out: list[bytes] = []
+        """Calls awaiting their reply, by request id: at most ``inflight_max``."""
+        self._out: list[bytes] = []
         self._flush_scheduled = False
-        self.lost: asyncio.Future[None] = self._loop.create_future()
+        # One timer for all calls rather than one each (call_later costs 2-3 us a call):
+        # a heap of (deadline, request_id, method, timeout_s), and the timer set for its head.
+        # Entries of finished calls are left in the heap and skipped when they come up.
+        self._deadlines: list[tuple[float, int, str, float]] = []
+        self._deadline_entries_max = _DEADLINE_ENTRIES_PER_SLOT * client.inflight_max
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self.lost: asyncio.Future[None] = self.loop.create_future()
         self.close_reason: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         _set_nodelay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.out.clear()
+        self._out.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadlines.clear()
         reason = self.close_reason or (f"lost: {exc}" if exc else "closed by the server")
         self.close_reason = reason
-        self._client._connection_lost(reason)
-        pending = list(self.pending.values())
-        self.pending.clear()
-        for future in pending:
+        message = f"connection to {self._client.peer} {reason}"
+        # One exception per waiter: an instance raised in many tasks would collect all their
+        # tracebacks.
+        for future in self.pending.values():
             if not future.done():
-                future.set_exception(
-                    TransportError(f"connection to {self._client.peer} {reason}")
-                )
+                future.set_exception(TransportError(message))
+        self.pending.clear()
+        self._client._connection_lost(message)
         if not self.lost.done():
             self.lost.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         self._client.bytes_received += len(data)
+        pending = self.pending
         try:
-            frames = self._decoder.feed(data)
-            for frame in frames:
+            for frame in self._decoder.feed(data):
                 request_id, body, error = messages.parse_reply(frame)
-                future = self.pending.pop(request_id, None)
+                future = pending.pop(request_id, None)
                 if future is None or future.done():
                     # The call timed out or was cancelled: its reply has nobody to go to.
                     continue
@@ -479,17 +499,19 @@ class _ClientConnection(asyncio.Protocol):
             )
             self.abort(f"closed: the server broke the protocol: {exc}")
 
+    # requests
+
     def write(self, frame: bytes) -> None:
-        self.out.append(frame)
+        self._out.append(frame)
         # Calls made in the same loop iteration (say, 64 callers woken by one chunk of
-        # replies) leave in one write.
+        # replies) leave in one write: measured 8 us of client CPU a call instead of 13.
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        out = self.out
+        out = self._out
         if not out:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
@@ -499,6 +521,48 @@ class _ClientConnection(asyncio.Protocol):
             return
         self._client.bytes_sent += len(data)
         transport.write(data)
+
+    # timeouts
+
+    def add_deadline(self, request_id: int, method: str, timeout_s: float) -> None:
+        deadline = self.loop.time() + timeout_s
+        deadlines = self._deadlines
+        if len(deadlines) >= self._deadline_entries_max:
+            # Drop the entries of finished calls. At most inflight_max survive, so this runs
+            # once per (_DEADLINE_ENTRIES_PER_SLOT - 1) * inflight_max calls: amortised O(1).
+            pending = self.pending
+            deadlines[:] = [entry for entry in deadlines if entry[1] in pending]
+            heapq.heapify(deadlines)
+            assert len(deadlines) <= self._client.inflight_max
+        heapq.heappush(deadlines, (deadline, request_id, method, timeout_s))
+        if self._timer is None or deadline < self._timer_at:
+            self._set_timer(deadline)
+
+    def _set_timer(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._expire)
+        self._timer_at = deadline
+
+    def _expire(self) -> None:
+        self._timer = None
+        # Timers may fire up to the clock resolution early; count that as due.
+        now = self.loop.time() + _TIMER_SLACK_S
+        deadlines = self._deadlines
+        pending = self.pending
+        while deadlines and deadlines[0][0] <= now:
+            _, request_id, method, timeout_s = heapq.heappop(deadlines)
+            future = pending.get(request_id)
+            if future is not None and not future.done():
+                future.set_exception(
+                    TransportError(
+                        f"{method} to {self._client.peer} timed out after {timeout_s}s"
+                    )
+                )
+        if deadlines:
+            self._set_timer(deadlines[0][0])
+
+    # closing
 
     def abort(self, reason: str) -> None:
         if self.close_reason is None:
@@ -536,19 +600,24 @@ class RpcClient:
         self.frame_bytes_max = frame_bytes_max
         self.peer = "?"
         self._connection: _ClientConnection | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._closed_error: TransportError | None = TransportError("not connected")
+        # A semaphore that hands a freed slot straight to the first waiter, so a newcomer
+        # cannot overtake it. asyncio.Semaphore does the same at 0.7 us a call; the fast path
+        # here is two integer operations.
+        self._slots_free = inflight_max
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._request_id = 0
-        self._closed = False
         self.calls = 0
         self.bytes_sent = 0
         self.bytes_received = 0
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed_error is not None
 
     @property
     def inflight(self) -> int:
+        """Calls sent and awaiting their reply."""
         return 0 if self._connection is None else len(self._connection.pending)
 
     async def connect(
@@ -556,7 +625,6 @@ class RpcClient:
     ) -> RpcClient:
         """Open the connection; ``TransportError`` if it cannot be opened in ``timeout_s``."""
         assert self._connection is None, "connect() is called once per client"
-        assert not self._closed
         loop = asyncio.get_running_loop()
         self.peer = f"{host}:{port}"
         try:
@@ -565,66 +633,86 @@ class RpcClient:
                 timeout_s,
             )
         except TimeoutError as exc:
-            self._closed = True
+            self._closed_error = TransportError(f"connect to {self.peer} timed out")
             raise TransportError(f"connect to {self.peer} timed out after {timeout_s}s") from exc
         except OSError as exc:
-            self._closed = True
+            self._closed_error = TransportError(f"cannot connect to {self.peer}: {exc}")
             raise TransportError(f"cannot connect to {self.peer}: {exc}") from exc
         self._connection = connection
-        self._slots = asyncio.Semaphore(self.inflight_max)
+        self._closed_error = None
         return self
 
     async def call(self, method: str, body: Any, *, timeout_s: float | None = None) -> Any:
         """Send one request and wait for its reply body.
 
-        Waits first for one of the ``inflight_max`` slots. ``timeout_s`` (None: no limit)
+        Waits first for one of the ``inflight_max`` slots; ``timeout_s`` (None: no limit)
         covers the wait for the reply, not for a slot. Raises ``ProtocolError`` before sending
-        if ``body`` cannot be encoded.
+        anything if ``body`` cannot be encoded.
         """
         connection = self._connection
-        slots = self._slots
-        if self._closed or connection is None or slots is None:
-            raise self._closed_error()
+        if self._closed_error is not None or connection is None:
+            raise TransportError(str(self._closed_error))
+        assert timeout_s is None or timeout_s > 0
         self._request_id += 1
         request_id = self._request_id
-        frame = encode_frame(
-            messages.request(request_id, method, body), frame_bytes_max=self.frame_bytes_max
-        )
-        await slots.acquire()
+        frame = connection.encoder.encode(messages.request(request_id, method, body))
+        if self._slots_free > 0 and not self._slot_waiters:
+            self._slots_free -= 1
+        else:
+            await self._wait_for_slot()
+        pending = connection.pending
         try:
-            if self._closed:
-                raise self._closed_error()
-            future = connection._loop.create_future()
-            connection.pending[request_id] = future
+            if self._closed_error is not None:
+                raise TransportError(str(self._closed_error))
+            future = connection.loop.create_future()
+            pending[request_id] = future
             connection.write(frame)
             self.calls += 1
-            if timeout_s is None:
-                return await future
-            timer = connection._loop.call_later(timeout_s, _expire, future, method, timeout_s)
-            try:
-                return await future
-            finally:
-                timer.cancel()
+            if timeout_s is not None:
+                connection.add_deadline(request_id, method, timeout_s)
+            return await future
         finally:
-            connection.pending.pop(request_id, None)
-            slots.release()
+            pending.pop(request_id, None)
+            self._release_slot()
 
-    def _closed_error(self) -> TransportError:
-        reason = "not connected"
-        if self._connection is not None:
-            reason = self._connection.close_reason or "closed"
-        return TransportError(f"connection to {self.peer} {reason}")
+    async def _wait_for_slot(self) -> None:
+        assert self._connection is not None
+        waiter: asyncio.Future[None] = self._connection.loop.create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # handed a slot we will not use: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._slot_waiters.remove(waiter)
+            raise
 
-    def _connection_lost(self, reason: str) -> None:
-        self._closed = True
-        logger.debug("rpc client connection closed client=%s peer=%s reason=%s",
-                     self.name, self.peer, reason)
+    def _release_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._slots_free += 1
+        assert self._slots_free <= self.inflight_max
+
+    def _connection_lost(self, message: str) -> None:
+        self._closed_error = TransportError(message)
+        waiters = list(self._slot_waiters)
+        self._slot_waiters.clear()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(TransportError(message))
+        logger.debug("rpc client connection closed client=%s reason=%s", self.name, message)
 
     async def close(self) -> None:
         """Close the connection; calls still waiting fail with ``TransportError``."""
-        self._closed = True
         connection = self._connection
         if connection is None:
+            self._closed_error = self._closed_error or TransportError("closed")
             return
         connection.close("closed by the client")
         await connection.lost
@@ -634,11 +722,6 @@ class RpcClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-def _expire(future: asyncio.Future[Any], method: str, timeout_s: float) -> None:
-    if not future.done():
-        future.set_exception(TransportError(f"{method} timed out after {timeout_s}s"))
 
 
 async def connect(

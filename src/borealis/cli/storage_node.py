@@ -1,0 +1,64 @@
+"""``borealis storage-node``: run one storage node in the foreground until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+
+from borealis.errors import ConfigError
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("storage-node", help="run one storage node (foreground)")
+    p.add_argument("--az", required=True, help="availability zone of this node, e.g. az1")
+    p.add_argument("--data-dir", type=Path, required=True, help="where its log and pages live")
+    p.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any free one)")
+    p.add_argument("--node-id", help="node name (default: the data dir's name)")
+    p.add_argument("--ready-file", type=Path,
+                   help="write {\"address\": \"host:port\", \"pid\": ...} here once serving")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(fn=run)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    from borealis.storage.node import StorageNode
+    from borealis.transport.rpc import run as run_loop
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    host, port = parse_address(args.listen)
+    node_id = args.node_id or args.data_dir.name
+
+    async def main() -> None:
+        node = StorageNode(node_id, args.az, args.data_dir)
+        bound_host, bound_port = await node.start(host, port)
+        if args.ready_file is not None:
+            tmp = args.ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"address": f"{bound_host}:{bound_port}",
+                                       "pid": __import__("os").getpid(), "node": node_id,
+                                       "az": args.az}))
+            tmp.replace(args.ready_file)
+        print(f"storage node {node_id} ({args.az}) serving on {bound_host}:{bound_port}",
+              flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await node.close()
+
+    run_loop(main())
+    return 0

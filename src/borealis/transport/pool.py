@@ -1,0 +1,62 @@
+"""Connections to peers by address, reopened on demand after a failure.
+
+A lost connection is not an error of the pool: the next ``get`` reconnects, no sooner than
+``reconnect_backoff_s`` after the last failed attempt, so that a dead peer costs one failed
+connect per backoff period rather than one per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from borealis.errors import TransportError
+from borealis.transport.rpc import RpcClient
+
+CONNECT_TIMEOUT_S = 1.0
+RECONNECT_BACKOFF_S = 0.2
+
+
+class ConnectionPool:
+    def __init__(self, *, name: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 reconnect_backoff_s: float = RECONNECT_BACKOFF_S) -> None:
+        self.name = name
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnect_backoff_s = reconnect_backoff_s
+        self._clients: dict[str, RpcClient] = {}
+        self._connecting: dict[str, asyncio.Future[RpcClient]] = {}
+        self._failed_at: dict[str, float] = {}
+
+    async def get(self, address: str) -> RpcClient:
+        client = self._clients.get(address)
+        if client is not None and not client.closed:
+            return client
+        pending = self._connecting.get(address)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        failed_at = self._failed_at.get(address)
+        if failed_at is not None and time.monotonic() - failed_at < self.reconnect_backoff_s:
+            raise TransportError(f"{address} is unreachable (retrying shortly)")
+        future: asyncio.Future[RpcClient] = asyncio.get_running_loop().create_future()
+        self._connecting[address] = future
+        try:
+            host, _, port = address.rpartition(":")
+            client = await RpcClient(name=self.name).connect(
+                host, int(port), timeout_s=self.connect_timeout_s
+            )
+        except TransportError as exc:
+            self._failed_at[address] = time.monotonic()
+            future.set_exception(exc)
+            future.exception()  # retrieved: a shielded waiter may be gone
+            raise
+        finally:
+            del self._connecting[address]
+        self._failed_at.pop(address, None)
+        self._clients[address] = client
+        future.set_result(client)
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.close()
