@@ -448,7 +448,7 @@ def test_shorter_timeout_behind_a_longer_one_still_fires(run_async: RunAsync) ->
             long = asyncio.ensure_future(client.call("block", "long", timeout_s=10.0))
             await wait_until(lambda: handler.started == 1)
             started = asyncio.get_running_loop().time()
-            with pytest.raises(TransportError, match="timed out after 0.05s"):
+            with pytest.raises(TransportError, match=r"timed out after 0\.05s"):
                 await client.call("block", "short", timeout_s=0.05)
             assert asyncio.get_running_loop().time() - started < 1.0
             assert not long.done()
@@ -539,5 +539,28 @@ def test_calls_waiting_for_a_slot_fail_when_the_connection_is_lost(run_async: Ru
         results = await asyncio.gather(*calls, return_exceptions=True)
         assert all(isinstance(result, TransportError) for result in results), results
         await client.close()
+
+    run_async(main())
+
+
+def test_handler_outlives_its_connection_until_the_server_closes(run_async: RunAsync) -> None:
+    async def main() -> None:
+        handler = Handler()
+        server = RpcServer(handler, name="test-node")
+        host, port = await server.start("127.0.0.1", 0)
+        try:
+            client = await connect(host, port)
+            call = asyncio.ensure_future(client.call("block", None))
+            await wait_until(lambda: handler.started == 1)
+            await client.close()
+            with pytest.raises(TransportError, match="closed by the client"):
+                await call
+            await wait_until(lambda: server.connection_count == 0)
+            (task,) = server._tasks
+            assert not task.done()  # still running: it may be half way through a disk write
+        finally:
+            await server.close(timeout_s=2.0)
+        assert task.cancelled()
+        assert not server._tasks
 
     run_async(main())

@@ -44,9 +44,11 @@ from borealis.types import LSN, PageNo, SegmentId
 log = logging.getLogger(__name__)
 
 TICK_S = 0.01
+COALESCE_EVERY_S = 0.05
+SCRUB_EVERY_S = 1.0
 STORE_SYNC_EVERY_S = 1.0
-GC_EVERY_S = 0.5
-PAGE_SCRUB_PAGES_PER_TICK = 64
+GC_EVERY_S = 1.0
+PAGE_SCRUB_PAGES_PER_PASS = 256
 GOSSIP_TIMEOUT_S = 2.0
 
 
@@ -284,39 +286,52 @@ class StorageNode:
     # --- background -----------------------------------------------------------------------
 
     async def _background(self) -> None:
+        """Gossip every tick; coalescing, scrubbing, GC and page-store syncs less often, so
+        that background work never crowds out requests (measured: page scrubbing on every
+        tick took most of a node's loop)."""
         loop = asyncio.get_running_loop()
-        last_store_sync = last_gc = time.monotonic()
+        last = dict.fromkeys(("coalesce", "scrub", "gc", "store_sync"), time.monotonic())
+
+        def due(what: str, every_s: float, now: float) -> bool:
+            if now - last[what] < every_s:
+                return False
+            last[what] = now
+            return True
+
         while not self._closing:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
+            coalesce = due("coalesce", COALESCE_EVERY_S, now)
+            scrub = due("scrub", SCRUB_EVERY_S, now)
+            gc = due("gc", GC_EVERY_S, now)
             for sid, hosted in list(self.hosted.items()):
                 try:
-                    self._tick_segment(sid, hosted, now)
+                    self._tick_segment(sid, hosted, now, coalesce=coalesce, scrub=scrub)
+                    if gc:
+                        hosted.segment.gc()
                 except BorealisError as exc:
                     log.warning("background work failed segment=%s: %s", sid, exc)
-            if now - last_gc >= GC_EVERY_S:
-                last_gc = now
-                for hosted in self.hosted.values():
-                    hosted.segment.gc()
-            if now - last_store_sync >= STORE_SYNC_EVERY_S:
-                last_store_sync = now
+            if due("store_sync", STORE_SYNC_EVERY_S, now):
                 await loop.run_in_executor(None, self.store.sync)
 
-    def _tick_segment(self, sid: SegmentId, hosted: _Hosted, now: float) -> None:
+    def _tick_segment(self, sid: SegmentId, hosted: _Hosted, now: float, *,
+                      coalesce: bool, scrub: bool) -> None:
         seg = hosted.segment
         entries, effects = seg.tick(now)
-        entries += seg.scrub_step()
+        if scrub:
+            entries += seg.scrub_step()
+            self._scrub_pages(hosted)
         if entries:
             self._log_entries(sid, entries)
         for effect in effects:
             if isinstance(effect, SendGossip):
                 self._spawn(self._gossip(hosted, effect.message))
-        versions, upto = seg.coalesce(hosted.synced_scl)
-        if versions or upto > seg.coalesced or seg.all_scl > seg.records_floor:
+        if coalesce:
+            versions, upto = seg.coalesce(hosted.synced_scl)
             if versions or upto > seg.coalesced:
                 self.store.put_versions(versions, meta={_coalesced_key(sid): b"%d" % upto})
-            seg.coalesced_to(upto)
-        self._scrub_pages(hosted)
+            if versions or upto > seg.coalesced or seg.all_scl > seg.records_floor:
+                seg.coalesced_to(upto)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -328,7 +343,7 @@ class StorageNode:
         first = hosted.spec.first_page
         start = hosted.page_scrub_cursor
         pages = [first + (start + k) % hosted.spec.pg_pages
-                 for k in range(min(PAGE_SCRUB_PAGES_PER_TICK, hosted.spec.pg_pages))]
+                 for k in range(min(PAGE_SCRUB_PAGES_PER_PASS, hosted.spec.pg_pages))]
         hosted.page_scrub_cursor = (start + len(pages)) % hosted.spec.pg_pages
         for effect in seg.scrub_pages(pages):
             key = (seg.segment_id, effect.page, effect.version)

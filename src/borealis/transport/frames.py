@@ -122,27 +122,38 @@ class FrameDecoder:
         if self._broken is not None:
             raise ProtocolError(f"stream already broken: {self._broken}")
         buffer = self._buffer
-        if self._offset == len(buffer):
-            # The common case: the previous chunk ended on a frame boundary.
-            buffer.clear()
-            self._offset = 0
-        buffer += data
         try:
-            return self._decode_frames()
+            if self._offset == len(buffer):
+                # The common case: the previous chunk ended on a frame boundary. Decode
+                # straight from ``data`` and keep only its incomplete tail, if any.
+                buffer.clear()
+                self._offset = 0
+                values, consumed = self._decode_frames(data, 0)
+                if consumed < len(data):
+                    buffer += memoryview(data)[consumed:]
+                return values
+            buffer += data
+            values, self._offset = self._decode_frames(buffer, self._offset)
         except ProtocolError as exc:
             self._broken = str(exc)
             raise
+        if self._offset >= _COMPACT_BYTES_MIN and self._offset * 2 >= len(buffer):
+            del buffer[: self._offset]
+            self._offset = 0
+        return values
 
-    def _decode_frames(self) -> list[Any]:
-        buffer = self._buffer
-        offset = self._offset
-        end = len(buffer)
+    def _decode_frames(
+        self, source: bytes | bytearray | memoryview, offset: int
+    ) -> tuple[list[Any], int]:
+        """The values of the complete frames in ``source`` from ``offset``, and the offset
+        after the last of them."""
+        end = len(source)
         values: list[Any] = []
         failure: str | None = None
         cause: BaseException | None = None
-        with memoryview(buffer) as view:
+        with memoryview(source) as view:
             while end - offset >= LENGTH_BYTES:
-                (length,) = _LENGTH.unpack_from(buffer, offset)
+                (length,) = _LENGTH.unpack_from(view, offset)
                 if length > self.frame_bytes_max:
                     failure = (
                         f"frame length {length} is above frame_bytes_max={self.frame_bytes_max}"
@@ -154,7 +165,7 @@ class FrameDecoder:
                     break
                 # A slice of the view, so the body is not copied. It is a temporary, never a
                 # local: no frame or traceback can keep it, and with it an export that would
-                # stop the bytearray from resizing.
+                # stop the buffer from resizing.
                 try:
                     values.append(
                         msgpack.unpackb(
@@ -166,11 +177,7 @@ class FrameDecoder:
                     cause = exc
                     break
                 offset = stop
-        self._offset = offset
         if failure is not None:
             raise ProtocolError(failure) from cause
         assert offset <= end
-        if offset >= _COMPACT_BYTES_MIN and offset * 2 >= end:
-            del buffer[:offset]
-            self._offset = 0
-        return values
+        return values, offset

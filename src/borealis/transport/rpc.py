@@ -11,9 +11,13 @@ a task; only an awaitable result gets one. Replies (and requests, on the client)
 one loop iteration leave in one ``transport.write``.
 
 Bounds: a client has at most ``inflight_max`` calls outstanding and further callers wait for a
-slot. A server connection stops reading while ``inflight_max`` handler tasks are running or
-while the kernel will not take its replies (``pause_writing``): TCP then pushes back on the
-peer instead of our memory growing.
+slot. A server connection stops reading while ``inflight_max`` handler tasks are running (the
+rest of the chunk that filled them waits in a backlog) or while the kernel will not take its
+replies (``pause_writing``): TCP then pushes back on the peer instead of our memory growing.
+Timeouts share one timer per connection.
+
+Lifecycle: a handler task outlives a lost connection (it may be half way through a write to
+disk; its reply is dropped); ``RpcServer.close`` cancels every handler task.
 
 Failures: a peer that breaks the protocol (a bad frame, a message of the wrong shape) is
 logged with its reason and disconnected, and nothing else is affected. A handler raising a
@@ -92,7 +96,7 @@ def install_uvloop() -> bool:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop loop when uvloop is installed (DESIGN decision 4: 2.5-3x faster), else asyncio's."""
+    """A uvloop loop when uvloop is installed (DESIGN decision 4), else asyncio's."""
     try:
         import uvloop
     except ImportError:
@@ -160,6 +164,9 @@ class _ServerConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         self.peer = _peer_name(transport)
+        if self._server._closing:  # accepted just as close() began
+            transport.close()
+            return
         _set_nodelay(transport)
         self._server._connections.add(self)
         logger.debug("rpc connection opened server=%s peer=%s", self._server.name, self.peer)
@@ -167,6 +174,7 @@ class _ServerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         # Handler tasks keep running: one may be half way through a write to disk, and
         # cancelling it would be a fault of our own making. Their replies are dropped.
+        # RpcServer.close cancels them.
         self._transport = None
         self._out.clear()
         self._backlog.clear()  # not started, and their replies could not be sent
@@ -228,6 +236,7 @@ class _ServerConnection(asyncio.Protocol):
             return
         task: asyncio.Future[Any] = asyncio.ensure_future(result)
         self._tasks.add(task)
+        self._server._tasks.add(task)
         task.add_done_callback(functools.partial(self._handled, request_id, method))
         if len(self._tasks) >= self._server.inflight_max:
             self._paused_for_inflight = True
@@ -235,6 +244,7 @@ class _ServerConnection(asyncio.Protocol):
 
     def _handled(self, request_id: int, method: str, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
+        self._server._tasks.discard(task)
         if self._paused_for_inflight and len(self._tasks) < self._server.inflight_max:
             self._paused_for_inflight = False
             backlog = self._backlog
@@ -330,8 +340,6 @@ class _ServerConnection(asyncio.Protocol):
     def close(self) -> None:
         """Stop reading, flush the replies already produced, then close."""
         self._backlog.clear()
-        for task in self._tasks:
-            task.cancel()
         if self._transport is not None:
             self._flush()
             self._transport.close()
@@ -364,7 +372,10 @@ class RpcServer:
         self.inflight_max = inflight_max
         self.frame_bytes_max = frame_bytes_max
         self._server: asyncio.AbstractServer | None = None
+        self._closing = False
         self._connections: set[_ServerConnection] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        """Handler tasks of every connection, including connections already lost."""
         self.address: tuple[str, int] | None = None
         self.calls = 0
         self.bytes_sent = 0
@@ -401,9 +412,12 @@ class RpcServer:
         if server is None:
             return
         self._server = None
+        self._closing = True
         server.close()
         connections = list(self._connections)
-        tasks = [task for connection in connections for task in connection._tasks]
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
         for connection in connections:
             connection.close()
         waiting = [connection.lost for connection in connections] + tasks

@@ -1,0 +1,1 @@
+"""Cluster control: today the local process supervisor; the control plane comes later."""

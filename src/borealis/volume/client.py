@@ -1,0 +1,455 @@
+"""The volume client over the network: the asyncio adapter around ``WriterCore`` and
+``Recovery``.
+
+``VolumeClient.open_writer`` creates any missing segments, runs recovery (retrying at a
+higher epoch when another writer holds the one it tried), then accepts commits.
+``commit`` returns once VDL covers the commit: the records are on four of six segments of
+every PG. Commits made in the same event-loop turn are flushed together (group commit), and
+flushes are pipelined: a new one never waits for the previous one's acknowledgements.
+``read_page`` reads at a read point from a segment whose acknowledged SCL covers it, hedged
+to a second segment if the first is slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from borealis.errors import (
+    BorealisError,
+    FencedError,
+    QuorumUnavailableError,
+    StaleEpochError,
+    TransportError,
+)
+from borealis.storage import wire
+from borealis.storage.messages import (
+    GetPage,
+    PageVersion,
+    QueryCpl,
+    ReadRecords,
+    Seal,
+    SegmentState,
+    WriteAck,
+    WriteBatch,
+)
+from borealis.storage.record import RedoRecord
+from borealis.transport.pool import ConnectionPool
+from borealis.types import LSN, WRITE_QUORUM, Epoch, PageNo, PgIndex, SegmentId
+from borealis.volume.geometry import PgLayout, place_pg
+from borealis.volume.recovery import Phase, Recovery, RecoveryResult
+from borealis.volume.spec import VolumeSpec
+from borealis.volume.writer import LAL_DEFAULT, PageWrite, WriterCore
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT_S = 2.0
+RESEND_EVERY_S = 0.05
+RESEND_AFTER_S = 0.25
+RECOVERY_ATTEMPTS_MAX = 20
+RECOVERY_TIMEOUT_S = 60.0
+HEDGE_AFTER_S = 0.02
+READ_ATTEMPTS_MAX = 12
+
+
+@dataclass
+class ClientStats:
+    commits: int = 0
+    flushes: int = 0
+    batches_sent: int = 0
+    bytes_sent: int = 0
+    resends: int = 0
+    reads: int = 0
+    hedged_reads: int = 0
+
+
+class VolumeClient:
+    def __init__(
+        self, spec: VolumeSpec, *, writer_id: str, spec_path: Path | None = None,
+        lal: int = LAL_DEFAULT, rpc_timeout_s: float = RPC_TIMEOUT_S,
+    ) -> None:
+        self.spec = spec
+        self.spec_path = spec_path
+        self.writer_id = writer_id
+        self.lal = lal
+        self.rpc_timeout_s = rpc_timeout_s
+        self.pool = ConnectionPool(name=f"volume {writer_id}")
+        self.core: WriterCore | None = None
+        self.recovery_result: RecoveryResult | None = None
+        self.stats = ClientStats()
+        self._waiters: collections.deque[tuple[LSN, asyncio.Future[LSN]]] = collections.deque()
+        self._room = asyncio.Event()
+        self._flush_scheduled = False
+        self._grow_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._resend_task: asyncio.Task[None] | None = None
+        self._read_points: collections.Counter[int] = collections.Counter()
+        self._closed = False
+        self._addresses: dict[SegmentId, str] = {}
+        self._progress: dict[SegmentId, tuple[LSN, float]] = {}
+        for layout in spec.layouts.values():
+            self._learn(layout)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _learn(self, layout: PgLayout) -> None:
+        for p in layout.segments:
+            self._addresses[p.segment] = self.spec.nodes[p.node].address
+
+    async def _call(self, segment: SegmentId, method: str, body: Any,
+                    timeout_s: float | None = None) -> Any:
+        client = await self.pool.get(self._addresses[segment])
+        return await client.call(method, body, timeout_s=timeout_s or self.rpc_timeout_s)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._resend_task is not None:
+            self._resend_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._resend_task is not None:
+            await asyncio.gather(self._resend_task, return_exceptions=True)
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_exception(TransportError("volume client closed"))
+        await self.pool.close()
+
+    @property
+    def vdl(self) -> LSN:
+        return self.core.vdl if self.core is not None else LSN(0)
+
+    # --- segments -------------------------------------------------------------------------
+
+    async def _create_pg(self, layout: PgLayout) -> None:
+        """Create the PG's six segments; a write quorum must succeed (the rest catch up)."""
+        self._learn(layout)
+        peers = tuple((p.segment, self.spec.nodes[p.node].address) for p in layout.segments)
+        first = self.spec.geometry.first_page(layout.pg)
+
+        async def create(segment: SegmentId) -> bool:
+            msg = wire.CreateSegment(segment, self.spec.geometry.volume, layout.pg, first,
+                                     self.spec.geometry.pg_pages, peers)
+            try:
+                await self._call(segment, "create", wire.encode(msg))
+                return True
+            except BorealisError as exc:
+                log.warning("create segment=%s failed: %s", segment, exc)
+                return False
+
+        results = await asyncio.gather(*(create(s) for s in layout.segment_ids))
+        if sum(results) < WRITE_QUORUM:
+            raise QuorumUnavailableError(
+                f"PG {layout.pg}: only {sum(results)} of 6 segments could be created"
+            )
+
+    def _save_spec(self) -> None:
+        if self.spec_path is not None:
+            self.spec.save(self.spec_path)
+
+    # --- recovery -------------------------------------------------------------------------
+
+    async def open_writer(self, *, epoch: int | None = None) -> RecoveryResult:
+        """Become the volume's writer: recover, fence any older writer, start serving."""
+        if not self.spec.layouts:
+            layout = place_pg(self.spec.geometry.volume, 0, self.spec.nodes_by_az())
+            self.spec.layouts[layout.pg] = layout
+            self._save_spec()
+        for layout in self.spec.layouts.values():
+            await self._create_pg(layout)
+        next_epoch = epoch if epoch is not None else self.spec.epoch + 1
+        for _attempt in range(RECOVERY_ATTEMPTS_MAX):
+            recovery = Recovery(self.spec.layouts, writer_id=self.writer_id,
+                                epoch=Epoch(next_epoch), lal=self.lal)
+            result = await self._run_recovery(recovery)
+            if result is not None:
+                break
+            next_epoch = max(next_epoch, recovery.newer_epoch) + 1
+            log.info("recovery: epoch taken, retrying writer=%s epoch=%d", self.writer_id,
+                     next_epoch)
+        else:
+            raise QuorumUnavailableError("recovery did not succeed")
+        self.recovery_result = result
+        self.spec.epoch = result.epoch
+        self._save_spec()
+        core = WriterCore(
+            self.spec.geometry, self.spec.layouts, writer_id=self.writer_id,
+            epoch=result.epoch, start=result.start, truncation=result.truncation, lal=self.lal,
+        )
+        for segment, scl in result.acked.items():
+            core.on_ack(segment, scl, result.epoch)
+        self.core = core
+        self._room.set()
+        self._resend_task = asyncio.create_task(self._resend_loop())
+        log.info("writer open writer=%s epoch=%d vdl=%d start=%d", self.writer_id,
+                 result.epoch, result.vdl, result.start)
+        return result
+
+    async def _run_recovery(self, recovery: Recovery) -> RecoveryResult | None:
+        started = time.monotonic()
+        inbox: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()
+
+        async def send(msg: Any) -> None:
+            method, body = _request(msg)
+            try:
+                reply = await self._call(msg.segment, method, body)
+            except StaleEpochError as exc:
+                await inbox.put((msg, ("stale", exc.current_epoch)))
+                return
+            except BorealisError as exc:
+                log.debug("recovery request %s to %s failed: %s", method, msg.segment, exc)
+                return
+            await inbox.put((msg, reply))
+
+        for msg in recovery.start():
+            self._spawn(send(msg))
+        while recovery.phase not in (Phase.DONE, Phase.FAILED):
+            if time.monotonic() - started > RECOVERY_TIMEOUT_S:
+                raise QuorumUnavailableError(
+                    f"recovery stuck in phase {recovery.phase.value} for {RECOVERY_TIMEOUT_S}s"
+                )
+            try:
+                msg, reply = await asyncio.wait_for(inbox.get(), RESEND_EVERY_S * 4)
+            except TimeoutError:
+                for segment in recovery.segment_pg:
+                    for again in recovery.pending_for(segment):
+                        self._spawn(send(again))
+                continue
+            out: list[Any] = []
+            if isinstance(reply, tuple) and reply[0] == "stale":
+                out = recovery.on_refused(msg.segment, reply[1])
+            elif isinstance(msg, Seal):
+                out = recovery.on_sealed(wire.decode(SegmentState, reply))
+            elif isinstance(msg, QueryCpl):
+                out = recovery.on_cpl(msg.segment, LSN(int(reply)))
+            elif isinstance(msg, ReadRecords):
+                records = tuple(RedoRecord.from_wire(r) for r in reply[0])
+                out = recovery.on_records(msg.segment, records, LSN(int(reply[1])))
+            elif isinstance(msg, WriteBatch):
+                out = recovery.on_ack(wire.decode(WriteAck, reply))
+            for again in out:
+                self._spawn(send(again))
+        if recovery.phase == Phase.FAILED:
+            log.warning("recovery failed writer=%s: %s", self.writer_id, recovery.failure)
+            if recovery.newer_epoch == 0:
+                raise QuorumUnavailableError(recovery.failure)
+            return None
+        return recovery.result
+
+    # --- commits --------------------------------------------------------------------------
+
+    async def commit(self, writes: Sequence[PageWrite]) -> LSN:
+        """Append one transaction's page writes; return its commit LSN once durable."""
+        core = self._writer()
+        needed = core.pgs_needed([w.page for w in writes])
+        if needed:
+            await self._grow(needed)
+        while core.room() < len(writes):
+            self._room.clear()
+            await self._room.wait()
+            if core.fenced:
+                break
+        lsn = core.append_group(writes)
+        future: asyncio.Future[LSN] = asyncio.get_running_loop().create_future()
+        self._waiters.append((lsn, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _writer(self) -> WriterCore:
+        if self.core is None:
+            raise FencedError("the volume client is not open as a writer")
+        if self.core.fenced:
+            raise FencedError(f"writer {self.writer_id} was fenced by a newer epoch")
+        return self.core
+
+    async def _grow(self, pgs: list[PgIndex]) -> None:
+        """The volume grows: place and create the PGs, record them, then write to them."""
+        async with self._grow_lock:
+            core = self._writer()
+            for pg in pgs:
+                if pg in core.layouts:
+                    continue
+                layout = place_pg(self.spec.geometry.volume, pg, self.spec.nodes_by_az())
+                await self._create_pg(layout)
+                self.spec.layouts[pg] = layout
+                self._save_spec()
+                core.add_pg(layout)
+                log.info("volume grew volume=%s pg=%d pgs=%d", self.spec.geometry.volume, pg,
+                         len(core.layouts))
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        core = self.core
+        if core is None or self._closed:
+            return
+        core.min_read_point = LSN(min(self._read_points, default=core.vdl))
+        batches = core.flush()
+        self.stats.flushes += 1
+        encoded: dict[int, list[Any]] = {}
+        for batch in batches:
+            records = encoded.get(id(batch.records))
+            if records is None:
+                records = encoded[id(batch.records)] = [r.to_wire() for r in batch.records]
+            self._send_batch(batch, records)
+
+    def _send_batch(self, batch: WriteBatch, records: list[Any] | None = None) -> None:
+        body = wire.encode(batch) if records is None else _encode_batch(batch, records)
+        self.stats.batches_sent += 1
+        self._spawn(self._write(batch.segment, body))
+
+    async def _write(self, segment: SegmentId, body: list[Any]) -> None:
+        try:
+            reply = await self._call(segment, "write", body)
+        except StaleEpochError as exc:
+            self._fenced(exc.current_epoch)
+            return
+        except BorealisError as exc:
+            log.debug("write to %s failed: %s", segment, exc)
+            return
+        ack = wire.decode(WriteAck, reply)
+        core = self.core
+        if core is None:
+            return
+        if core.on_ack(ack.segment, ack.scl, ack.epoch):
+            self._release(core.vdl)
+        if core.fenced:
+            self._fenced(ack.epoch)
+
+    def _release(self, vdl: LSN) -> None:
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= vdl:
+            lsn, future = waiters.popleft()
+            if not future.done():
+                future.set_result(lsn)
+            self.stats.commits += 1
+        self._room.set()
+
+    def _fenced(self, newer: int) -> None:
+        core = self.core
+        if core is None:
+            return
+        core.on_stale_epoch(newer)
+        if not core.fenced:
+            return
+        while self._waiters:
+            _, future = self._waiters.popleft()
+            if not future.done():
+                future.set_exception(FencedError(
+                    f"writer {self.writer_id} was fenced by epoch {newer}: the commit's "
+                    "outcome is unknown (a new writer decides it)"
+                ))
+        self._room.set()
+
+    async def _resend_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(RESEND_EVERY_S)
+            core = self.core
+            if core is None or core.fenced:
+                continue
+            now = time.monotonic()
+            for segment in core.lagging_segments():
+                # In-flight batches are normal: resend only to a segment whose acknowledged
+                # SCL has not moved for a while.
+                acked = core.tracker.acked.get(segment, LSN(0))
+                seen_acked, since = self._progress.get(segment, (LSN(-1), now))
+                if acked != seen_acked:
+                    self._progress[segment] = (acked, now)
+                    continue
+                if now - since < RESEND_AFTER_S:
+                    continue
+                self._progress[segment] = (acked, now)
+                batch = core.resend(segment)
+                if batch is not None:
+                    self.stats.resends += 1
+                    self._send_batch(batch)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def read_page(self, page: int, read_point: LSN | None = None) -> PageVersion:
+        """The page as of ``read_point`` (default: the current VDL)."""
+        core = self.core
+        assert core is not None, "reads need an open writer (readers come with instances)"
+        point = core.vdl if read_point is None else read_point
+        pg = self.spec.geometry.pg_of(page)
+        layout = core.layouts.get(pg)
+        if layout is None:
+            return PageVersion(PageNo(page), LSN(0), None)
+        self._read_points[point] += 1
+        self.stats.reads += 1
+        try:
+            reply = await self._read(layout, page, point)
+        finally:
+            self._read_points[point] -= 1
+            if not self._read_points[point]:
+                del self._read_points[point]
+        core.note_page_version(page, reply.version)
+        return reply
+
+    async def _read(self, layout: PgLayout, page: int, point: LSN) -> PageVersion:
+        core = self.core
+        assert core is not None
+        last_error: BorealisError | None = None
+        for _attempt in range(READ_ATTEMPTS_MAX):
+            ready = [s for s in layout.segment_ids if core.tracker.acked.get(s, LSN(0)) >= point]
+            random.shuffle(ready)
+            if not ready:
+                await asyncio.sleep(RESEND_EVERY_S)
+                continue
+            msg = wire.encode(GetPage(ready[0], PageNo(page), point))
+            first = self._spawn(self._call(ready[0], "get_page", msg))
+            done, _ = await asyncio.wait({first}, timeout=HEDGE_AFTER_S)
+            tasks = {first}
+            if not done and len(ready) > 1:
+                self.stats.hedged_reads += 1
+                second_msg = wire.encode(GetPage(ready[1], PageNo(page), point))
+                tasks.add(self._spawn(self._call(ready[1], "get_page", second_msg)))
+            while tasks:
+                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        for other in tasks:
+                            other.cancel()
+                        return wire.decode(PageVersion, task.result())
+                    if isinstance(exc, BorealisError):
+                        last_error = exc
+                    else:
+                        raise exc
+        raise QuorumUnavailableError(
+            f"page {page} at read point {point}: no segment could serve it ({last_error})"
+        )
+
+
+def _request(msg: Any) -> tuple[str, Any]:
+    if isinstance(msg, Seal):
+        return "seal", wire.encode(msg)
+    if isinstance(msg, QueryCpl):
+        return "query_cpl", wire.encode(msg)
+    if isinstance(msg, ReadRecords):
+        return "read_records", wire.encode(msg)
+    if isinstance(msg, WriteBatch):
+        return "write", wire.encode(msg)
+    raise AssertionError(f"no method for {msg!r}")
+
+
+def _encode_batch(batch: WriteBatch, records: list[Any]) -> list[Any]:
+    body = wire.encode(WriteBatch(batch.segment, batch.epoch, batch.writer, batch.prev_through,
+                                  batch.through, (), batch.truncation, batch.min_read_point,
+                                  batch.all_scl, batch.vdl))
+    body[5] = records
+    return body
