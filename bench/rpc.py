@@ -4,9 +4,17 @@ The server runs in a subprocess (``python bench/rpc.py --serve``) so that client
 not share a GIL or an event loop, as on a real cluster. The client sends ~500-byte bodies,
 first with 1 call in flight (latency bound), then with 64 (pipelining), against a handler that
 answers at once (the server's fast path) and one that answers from a coroutine (a task per
-call). The last line printed is a JSON summary.
+call). The last line printed is a JSON summary. CPU microseconds per call are reported for
+both processes: on a shared machine they are much steadier than the rates.
 
     python bench/rpc.py [--seconds 2] [--loop uvloop|asyncio]
+
+Measured on a 2-core VM shared with other jobs (rates swing about 2x between runs):
+uvloop, plain handler: 14-15k calls/s with 1 in flight, 40-84k with 64; CPU per call with 64
+in flight: client 7-8 us, server ~5 us (10 us with a coroutine handler). The asyncio loop costs
+2.3-2.6x more CPU per call with 1 in flight, 1.2-1.4x more with 64. Coalescing writes (one
+``transport.write`` per loop iteration) took the 64-in-flight cost from 13 to 8 us (client)
+and 9 to 5.5 us (server).
 """
 
 from __future__ import annotations

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from borealis.errors import ProtocolError
 from borealis.transport import frames
-from borealis.transport.frames import FrameDecoder, decode_body, encode_body, encode_frame
+from borealis.transport.frames import (
+    FrameDecoder,
+    FrameEncoder,
+    decode_body,
+    encode_body,
+    encode_frame,
+)
 
 VALUES: list[Any] = [
     None,
@@ -65,6 +71,15 @@ def test_split_at_every_byte_boundary() -> None:
         decoded = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
         assert decoded == VALUES[:13], cut
         assert decoder.buffered_bytes == 0
+
+
+def test_the_decoder_keeps_no_reference_to_a_fed_buffer() -> None:
+    frame = encode_frame([1, 2, b"payload"])
+    chunk = bytearray(frame + frame[:9])
+    decoder = FrameDecoder()
+    assert decoder.feed(memoryview(chunk)) == [[1, 2, b"payload"]]
+    chunk[:] = b"\xff" * len(chunk)  # the caller reuses its buffer
+    assert decoder.feed(frame[9:]) == [[1, 2, b"payload"]]
 
 
 def test_one_byte_at_a_time() -> None:
@@ -169,6 +184,18 @@ def test_encode_refuses_a_frame_the_peer_would_refuse() -> None:
         encode_frame(b"x" * 100, frame_bytes_max=50)
 
 
+def test_frame_encoder_matches_encode_frame_and_survives_failures() -> None:
+    encoder = FrameEncoder(frame_bytes_max=1000)
+    for value in VALUES[:13]:
+        assert encoder.encode(value) == encode_frame(value)
+    with pytest.raises(ProtocolError, match="cannot encode"):
+        encoder.encode([1, 2, object()])
+    with pytest.raises(ProtocolError, match="frame_bytes_max"):
+        encoder.encode(b"x" * 1000)
+    # Nothing of the failed values leaks into the next frame.
+    assert encoder.encode("after") == encode_frame("after")
+
+
 def test_decode_body_matches_the_decoder() -> None:
     for value in VALUES:
         assert decode_body(encode_body(value)) == value
@@ -197,6 +224,8 @@ msgpack_values = st.recursive(
 )
 def test_any_chunking_decodes_like_the_whole_stream(values: list[Any], cuts: list[int]) -> None:
     stream = b"".join(encode_frame(value) for value in values)
+    encoder = FrameEncoder()
+    assert b"".join(encoder.encode(value) for value in values) == stream
     positions = sorted({min(cut, len(stream)) for cut in cuts})
     chunks = [stream[a:b] for a, b in zip([0, *positions], [*positions, len(stream)], strict=True)]
     decoder = FrameDecoder()

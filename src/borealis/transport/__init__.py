@@ -8,8 +8,11 @@ DESIGN decision 4. Two layers, each in its own module:
 - ``rpc``: asyncio adapters (``RpcServer``, ``RpcClient``) that speak requests, responses and
   typed errors over frames. Many requests are in flight on one connection and are matched by
   request id; a ``BorealisError`` raised by a handler arrives at the caller as the same type.
+- ``messages``: the request, response and error shapes inside frames, and how a typed error
+  crosses the wire; pure, shared by ``rpc`` and the simulator.
 - ``local``: ``LocalClient``, an in-process stand-in for ``RpcClient`` with the same contract
   (``RpcCaller``), for tests that do not need sockets.
+- ``pool``: connections to peers by address, reopened on demand after a failure.
 
 A peer that breaks the protocol is disconnected with a logged reason; it never crashes the node.
 """

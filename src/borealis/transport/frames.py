@@ -1,12 +1,14 @@
 """Frames: a 4-byte big-endian length, then that many bytes of one msgpack value.
 
-Sans-I/O (like h11): ``encode_frame`` turns a value into bytes and ``FrameDecoder.feed`` turns
+Sans-I/O (like h11): ``encode_frame`` (or a connection's ``FrameEncoder``) turns a value into
+bytes and ``FrameDecoder.feed`` turns
 bytes, in whatever chunks the network delivers them, back into values. Sockets live in
 ``borealis.transport.rpc``; the simulator can drive the decoder without them.
 
-The decoder keeps one ``bytearray`` and a read offset, so a chunk that carries many frames
-costs one pass and a frame split over many chunks is not re-copied on every chunk; consumed
-bytes are dropped only when they are the larger part of the buffer. Anything a peer sends that
+The decoder decodes a chunk in place when nothing is buffered (the usual case: chunks end on
+frame boundaries) and keeps only an incomplete tail. A frame split over many chunks grows one
+``bytearray`` read from an offset, so it is not re-copied on every chunk; consumed bytes are
+dropped only when they are the larger part of the buffer. Anything a peer sends that
 is not a frame we accept (a length above ``frame_bytes_max``, a body msgpack cannot decode, a
 body with trailing bytes) raises ``ProtocolError``: the caller closes that connection.
 """

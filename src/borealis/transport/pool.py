@@ -26,11 +26,15 @@ class ConnectionPool:
         self._clients: dict[str, RpcClient] = {}
         self._connecting: dict[str, asyncio.Future[RpcClient]] = {}
         self._failed_at: dict[str, float] = {}
+        self._retired_bytes_sent = 0
 
     async def get(self, address: str) -> RpcClient:
         client = self._clients.get(address)
         if client is not None and not client.closed:
             return client
+        if client is not None:
+            del self._clients[address]
+            self._retired_bytes_sent += client.bytes_sent
         pending = self._connecting.get(address)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -55,6 +59,11 @@ class ConnectionPool:
         self._clients[address] = client
         future.set_result(client)
         return client
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes every connection of the pool has sent, closed ones included."""
+        return self._retired_bytes_sent + sum(c.bytes_sent for c in self._clients.values())
 
     async def close(self) -> None:
         clients, self._clients = self._clients, {}

@@ -156,6 +156,12 @@ class VolumeClient:
                 f"PG {layout.pg}: only {sum(results)} of 6 segments could be created"
             )
 
+    async def ensure_segments(self) -> None:
+        """Create any segment of any PG that its node no longer hosts (idempotent): a node
+        that lost its data comes back empty, and its new segments fill from their peers."""
+        for layout in list(self.spec.layouts.values()):
+            await self._create_pg(layout)
+
     def _save_spec(self) -> None:
         if self.spec_path is not None:
             self.spec.save(self.spec_path)
