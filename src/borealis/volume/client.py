@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from borealis.errors import (
+    BadRequestError,
     BorealisError,
     FencedError,
     QuorumUnavailableError,
@@ -37,13 +38,23 @@ from borealis.storage.messages import (
     ReadRecords,
     Seal,
     SegmentState,
+    SetMembership,
     WriteAck,
     WriteBatch,
 )
 from borealis.storage.record import RedoRecord
 from borealis.transport.pool import ConnectionPool
-from borealis.types import LSN, WRITE_QUORUM, Epoch, PageNo, PgIndex, SegmentId
-from borealis.volume.geometry import PgLayout, place_pg
+from borealis.types import (
+    LSN,
+    WRITE_QUORUM,
+    Epoch,
+    MembershipEpoch,
+    NodeId,
+    PageNo,
+    PgIndex,
+    SegmentId,
+)
+from borealis.volume.geometry import PgLayout, SegmentPlacement, place_pg
 from borealis.volume.recovery import Phase, Recovery, RecoveryResult
 from borealis.volume.spec import VolumeSpec
 from borealis.volume.writer import LAL_DEFAULT, PageWrite, WriterCore
@@ -162,6 +173,72 @@ class VolumeClient:
         for layout in list(self.spec.layouts.values()):
             await self._create_pg(layout)
 
+    async def replace_segment(
+        self, pg: PgIndex, old: SegmentId, node: NodeId, *, timeout_s: float = 120.0
+    ) -> SegmentId:
+        """Membership change: rebuild ``old`` (a dead or corrupt segment) as a new segment on
+        ``node``, in the same AZ, while writes go on.
+
+        Invariant, at every step: a commit is acknowledged only with a write quorum in the
+        old set AND in the new set, until the new segment has caught up with the VDL the
+        change started at; only then does the new set alone count and the spec change.
+        A writer that crashes before the end recovers with the old set, which is complete.
+        """
+        core = self._writer()
+        layout = self.spec.layouts[pg]
+        placement = next((p for p in layout.segments if p.segment == old), None)
+        if placement is None:
+            raise BadRequestError(f"{old} is not a segment of PG {pg}")
+        info = self.spec.nodes.get(node)
+        if info is None or info.az != placement.az:
+            raise BadRequestError(f"node {node} is not a storage node of AZ {placement.az}")
+        if node in {p.node for p in layout.segments}:
+            raise BadRequestError(f"node {node} already holds a segment of PG {pg}")
+        if core.in_membership_change(pg):
+            raise BadRequestError(f"PG {pg} is already changing membership")
+        base = old.split(".m")[0]
+        new_id = SegmentId(f"{base}.m{layout.membership_epoch + 1}")
+        new_layout = layout.replace(old, SegmentPlacement(new_id, node, placement.az))
+        self._learn(new_layout)
+        union = list(layout.segments) + [p for p in new_layout.segments if p.segment == new_id]
+        peers = tuple((p.segment, self.spec.nodes[p.node].address) for p in union)
+        await self._call(new_id, "create", wire.encode(wire.CreateSegment(
+            new_id, self.spec.geometry.volume, pg, self.spec.geometry.first_page(pg),
+            self.spec.geometry.pg_pages, peers,
+        )))
+        core.change_membership(pg, new_layout)
+        assert core.in_membership_change(pg)
+        target = core.vdl
+        log.info("membership change pg=%d old=%s new=%s on %s: filling up to %d", pg, old,
+                 new_id, node, target)
+        # An empty flush advances the new segment's known range, so that it starts pulling.
+        self._schedule_flush()
+        started = time.monotonic()
+        while core.tracker.acked.get(new_id, LSN(0)) < target:
+            if time.monotonic() - started > timeout_s:
+                raise QuorumUnavailableError(
+                    f"new segment {new_id} did not catch up to {target} in {timeout_s}s"
+                )
+            await asyncio.sleep(RESEND_EVERY_S)
+            if not self._waiters:
+                self._schedule_flush()
+        core.finish_membership(pg)
+        assert not core.in_membership_change(pg)
+        self.spec.layouts[pg] = new_layout
+        self._save_spec()
+        members = tuple(new_layout.segment_ids)
+        for s in members:
+            self._spawn(self._call(s, "membership", wire.encode(
+                SetMembership(s, MembershipEpoch(new_layout.membership_epoch), members))))
+        log.info("membership change done pg=%d new=%s after %.2fs", pg, new_id,
+                 time.monotonic() - started)
+        return new_id
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _save_spec(self) -> None:
         if self.spec_path is not None:
             self.spec.save(self.spec_path)
@@ -271,9 +348,7 @@ class VolumeClient:
         lsn = core.append_group(writes)
         future: asyncio.Future[LSN] = asyncio.get_running_loop().create_future()
         self._waiters.append((lsn, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._schedule_flush()
         return await future
 
     def _writer(self) -> WriterCore:

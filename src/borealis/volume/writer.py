@@ -106,7 +106,18 @@ class WriterCore:
             self.segment_pg[s] = pg
 
     def finish_membership(self, pg: PgIndex) -> None:
-        self.tracker.set_pg(pg, [self.layouts[pg].segment_ids])
+        """The new segment caught up: only the new set counts, the replaced one is gone."""
+        current = self.layouts[pg].segment_ids
+        old_sets = self.tracker.quorum_sets[pg]
+        self.tracker.set_pg(pg, [current])
+        for segments in old_sets:
+            for s in segments:
+                if s not in current:
+                    self.segment_pg.pop(s, None)
+                    self.tracker.acked.pop(s, None)
+
+    def in_membership_change(self, pg: PgIndex) -> bool:
+        return len(self.tracker.quorum_sets[pg]) > 1
 
     # --- allocation -----------------------------------------------------------------------
 
