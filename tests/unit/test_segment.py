@@ -753,3 +753,28 @@ def test_a_read_that_meets_a_corrupt_record_refuses_and_uncovers_it() -> None:
     gossip([a, b])
     assert a.segment.records[victim] == good
     assert_reads_match(a.segment, writer)
+
+
+def test_a_clone_segment_falls_through_to_its_parent_at_the_branch_lsn() -> None:
+    """Room for copy-on-write clones: a page the clone never wrote is the parent's page as
+    of the branch LSN; once the clone writes it, the clone's own version wins."""
+    from dataclasses import dataclass as _dataclass
+
+    from borealis.storage.pagestore import MemoryPageStore as _Store
+
+    @_dataclass
+    class Parent:
+        branch_lsn: LSN
+        versions: dict[int, list[tuple[int, bytes]]]
+
+        def version_at(self, page: int, lsn: int) -> tuple[int, bytes] | None:
+            found = [v for v in self.versions.get(page, []) if v[0] <= lsn]
+            return found[-1] if found else None
+
+    parent = Parent(LSN(10), {3: [(4, b"a" * 64), (12, b"b" * 64)]})
+    seg = Segment(SegmentId("c/pg0/s0"), _Store(), PageNo(0), 64, parent=parent)
+    assert seg.materialise(3, 10).image == b"a" * 64  # as of the branch, not the parent's 12
+    assert seg.materialise(5, 10).image is None
+    seg.coverage.add(0, 20)
+    seg.apply_entry(("cover", 10, 20, [RedoRecord.make(11, 3, delta.encode(None, b"c" * 64)).to_wire()]))
+    assert seg.materialise(3, 20).image == b"c" * 64

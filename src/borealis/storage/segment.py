@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from borealis import delta
 from borealis.errors import (
@@ -59,6 +59,16 @@ GOSSIP_RECORDS_MAX = 4096
 """Records per gossip reply; the puller asks again for the rest."""
 
 Entry = tuple[Any, ...]
+
+
+class ParentVolume(Protocol):
+    """Where a copy-on-write clone's segment looks up pages it never wrote: the parent
+    volume's version of the page at or below the branch LSN (clones are a later issue;
+    the lookup path is here so that they need no change to the segment)."""
+
+    branch_lsn: LSN
+
+    def version_at(self, page: int, lsn: int) -> tuple[int, bytes] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +130,7 @@ class Segment:
     scrub_cursor: int = 0
     stats: SegmentStats = field(default_factory=SegmentStats)
     unlogged: list[Entry] = field(default_factory=list)
+    parent: ParentVolume | None = None
 
     gossip_interval_s: float = 0.05
 
@@ -323,8 +334,18 @@ class Segment:
         if not self.first_page <= page < self.first_page + self.pg_pages:
             raise BadRequestError(f"segment {self.segment_id}: page {page} is not in this PG")
 
+    def _base(self, page: int, lsn: int) -> tuple[int, bytes] | None:
+        """The newest materialised version at or below ``lsn``: this segment's own, or for
+        a copy-on-write clone, the parent volume's as of the branch point."""
+        base = self.store.get_version_at(self.key, page, lsn)
+        if base is None and self.parent is not None:
+            # A clone's LSNs continue above the branch point: its reads see the parent as
+            # it was there.
+            return self.parent.version_at(page, self.parent.branch_lsn)
+        return base
+
     def materialise(self, page: int, read_point: int) -> PageVersion:
-        base = self.store.get_version_at(self.key, page, min(read_point, self.coalesced))
+        base = self._base(page, min(read_point, self.coalesced))
         version, image = (base[0], base[1]) if base is not None else (0, None)
         lsns = self.page_lsns.get(page, ())
         i = bisect.bisect_right(lsns, version)
@@ -474,7 +495,7 @@ class Segment:
             if record.page in images:
                 version, image = images[record.page]
             else:
-                base = self.store.get_version_at(self.key, record.page, self.coalesced)
+                base = self._base(record.page, self.coalesced)
                 version, image = (base[0], base[1]) if base is not None else (0, None)
             if not record.crc_ok():
                 self.unlogged.extend(self._found_corrupt_record(record))
