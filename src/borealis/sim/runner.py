@@ -53,7 +53,13 @@ def run_seed(seed: int, scenario: str, *, duration_s: float = 0.4) -> SeedResult
         for name, node in world.nodes.items():
             if not node.up and not _permanently_dead(world, name):
                 world.restart_node(name)
-        world.run_until(end_load + settle_s)
+        # Settle until every segment has caught up (or the settle time is over), then check.
+        t = end_load
+        while t < end_load + settle_s:
+            t += 0.05
+            world.run_until(t)
+            if _converged(world):
+                break
         world.checkers.final()
     except Violation as exc:
         ok, message = False, str(exc)
@@ -67,6 +73,21 @@ def run_seed(seed: int, scenario: str, *, duration_s: float = 0.4) -> SeedResult
         world.stats["commits_acked"], world.stats["reads_checked"],
         time.perf_counter() - started,
     )
+
+
+def _converged(world: World) -> bool:
+    w = world.writer
+    if w is None or w.core is None or w.core.vdl == 0:
+        return False
+    vdl = w.core.vdl
+    if any(w.group_pages):  # commits still in flight
+        return False
+    for layout in world.layouts.values():
+        for sid in layout.segment_ids:
+            node = world.nodes[world.segment_node[sid]]
+            if not node.up or node.segments[sid].scl < vdl:
+                return False
+    return True
 
 
 def _permanently_dead(world: World, name: str) -> bool:
