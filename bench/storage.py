@@ -94,6 +94,20 @@ class Pages:
         return PageWrite(PageNo(page), image, base=old)
 
 
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -117,7 +131,7 @@ async def fill(client: VolumeClient, pages: Pages) -> dict[str, Any]:
 
 
 async def commits(client: VolumeClient, pages: Pages, *, committers: int, seconds: float,
-                  group_pages: int) -> dict[str, Any]:
+                  group_pages: int, node_pids: list[int]) -> dict[str, Any]:
     """``committers`` loops committing groups of page deltas for ``seconds`` after a warm-up.
 
     Committer ``k`` owns the pages ``p % committers == k``: a page's next version is made
@@ -147,10 +161,13 @@ async def commits(client: VolumeClient, pages: Pages, *, committers: int, second
         measuring = True
         bytes_before = client.pool.bytes_sent
         flushes_before = client.stats.flushes
+        cpu_before = (cpu_s([os.getpid()]), cpu_s(node_pids))
         started = time.perf_counter()
         await asyncio.sleep(seconds)
         measuring = False
         elapsed = time.perf_counter() - started
+        cpu_client = cpu_s([os.getpid()]) - cpu_before[0]
+        cpu_nodes = cpu_s(node_pids) - cpu_before[1]
         sent = client.pool.bytes_sent - bytes_before
         flushes = client.stats.flushes - flushes_before
         n = done
@@ -167,6 +184,10 @@ async def commits(client: VolumeClient, pages: Pages, *, committers: int, second
         "mean_ms": round(statistics.fmean(latencies) * 1e3, 2) if latencies else 0.0,
         "bytes_per_commit": round(sent / n) if n else 0,
         "commits_per_flush": round(n / flushes, 2) if flushes else 0.0,
+        # CPU per commit: steadier than rates on a shared machine. The client's includes
+        # this benchmark's own page changes.
+        "client_cpu_us": round(cpu_client / n * 1e6) if n else 0,
+        "nodes_cpu_us": round(cpu_nodes / n * 1e6) if n else 0,
     }
 
 
@@ -199,11 +220,21 @@ async def repair(client: VolumeClient, pages: Pages, victim: NodeProcess) -> dic
             await client.commit([pages.change(pages.rng.randrange(len(pages.images)))])
             await asyncio.sleep(REPAIR_TRICKLE_S)
 
+    # The writer's connection to the node may be in its reconnect back-off for a moment
+    # after the restart: create until the node hosts every segment again.
+    deadline = time.perf_counter() + REPAIR_TIMEOUT_S
+    while True:
+        await client.ensure_segments()
+        status = await node_status(victim)
+        if status is not None and all(s in status["segments"] for s in hosted):
+            break
+        if time.perf_counter() > deadline:
+            return {"ok": False, "s": REPAIR_TIMEOUT_S, "mb": round(data_bytes / 1e6, 2),
+                    "mb_per_s": 0.0, "status": status}
+        await asyncio.sleep(REPAIR_POLL_S)
     started = time.perf_counter()
-    await client.ensure_segments()
     target = client.vdl
     task = asyncio.create_task(trickle())
-    status: dict[str, Any] | None = None
     try:
         while time.perf_counter() - started < REPAIR_TIMEOUT_S:
             status = await node_status(victim)
@@ -219,6 +250,7 @@ async def repair(client: VolumeClient, pages: Pages, victim: NodeProcess) -> dic
     finally:
         stop = True
         await task
+    assert status is not None
     snapshots = sum(status["segments"][s]["snapshots_installed"] for s in hosted)
     return {"ok": True, "segments": len(hosted), "mb": round(data_bytes / 1e6, 2),
             "s": round(elapsed, 2), "mb_per_s": round(data_bytes / elapsed / 1e6, 2),
@@ -237,9 +269,17 @@ async def storage_bench(nodes: list[NodeProcess], data_dir: Path,
         await client.open_writer()
         out["fill"] = await fill(client, pages)
         print(f"fill: {out['fill']}", flush=True)
-        for committers in (1, 8):
+        for committers in args.committers:
             result = await commits(client, pages, committers=committers, seconds=args.seconds,
-                                   group_pages=args.group_pages)
+                                   group_pages=args.group_pages,
+                                   node_pids=[n.pid for n in nodes])
+            # What the nodes still hold: coalescing yields to writes and catches up after.
+            statuses = [await node_status(n) for n in nodes]
+            segments = [seg for st in statuses if st for seg in st["segments"].values()]
+            result["records_retained_max"] = max((seg["records"] for seg in segments), default=0)
+            result["coalesce_lag_lsns_max"] = max(
+                (seg["scl"] - seg["coalesced"] for seg in segments), default=0
+            )
             out[f"commits_{committers}"] = result
             print(f"commits: {result}", flush=True)
         if args.repair:
@@ -287,6 +327,8 @@ def main() -> int:
     parser.add_argument("--group-pages", type=int, default=4,
                         help="page deltas per commit group (default 4)")
     parser.add_argument("--sim-seeds", type=int, default=4, help="simulator seeds (default 4)")
+    parser.add_argument("--committers", type=lambda text: [int(x) for x in text.split(",")],
+                        default=[1, 8], help="committer counts to measure (default 1,8)")
     parser.add_argument("--no-repair", dest="repair", action="store_false")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -308,14 +350,19 @@ def main() -> int:
     sim = sim_bench(args.sim_seeds)
     print(f"sim: {sim}", flush=True)
 
+    if args.committers != [1, 8]:
+        print(json.dumps({k: v for k, v in results.items() if k.startswith("commits_")}))
+        return 0
     c1, c8 = results["commits_1"], results["commits_8"]
     rep = results.get("repair", {})
     print()
     print(f"{'committers':>10} {'commits/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'bytes/commit':>13} {'commits/flush':>14}")
+          f"{'bytes/commit':>13} {'commits/flush':>14} {'client CPU us':>14} "
+          f"{'6 nodes CPU us':>15}")
     for r in (c1, c8):
         print(f"{r['committers']:>10} {r['commits_per_s']:>10} {r['p50_ms']:>8} "
-              f"{r['p99_ms']:>8} {r['bytes_per_commit']:>13} {r['commits_per_flush']:>14}")
+              f"{r['p99_ms']:>8} {r['bytes_per_commit']:>13} {r['commits_per_flush']:>14} "
+              f"{r['client_cpu_us']:>14} {r['nodes_cpu_us']:>15}")
     if rep:
         print(f"repair: {rep.get('mb')} MB in {rep.get('s')} s = {rep.get('mb_per_s')} MB/s "
               f"(ok={rep.get('ok')})")
@@ -330,6 +377,8 @@ def main() -> int:
         "commit_p99_ms_8": c8["p99_ms"],
         "bytes_per_commit": c8["bytes_per_commit"],
         "bytes_per_commit_1": c1["bytes_per_commit"],
+        "client_cpu_us_per_commit_8": c8["client_cpu_us"],
+        "nodes_cpu_us_per_commit_8": c8["nodes_cpu_us"],
         "repair_mb_per_s": rep.get("mb_per_s", 0.0),
         "repair_ok": rep.get("ok", False),
         "sim_events_per_s": sim["events_per_s"],

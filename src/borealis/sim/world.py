@@ -158,6 +158,8 @@ class SimNode:
             self.synced_scl[sid] = seg.scl
 
     def handle(self, src: str, msg: Any, rid: Any) -> None:
+        if not hasattr(msg, "segment"):
+            return  # an error reply to a gossip pull: the puller simply tries again later
         seg = self.segments.get(msg.segment)
         if seg is None:
             return

@@ -75,6 +75,10 @@ class WriteBatch:
     vdl: LSN = LSN(0)
 
     def __post_init__(self) -> None:
+        # Checked here, before a segment turns the batch into entries: a negative range
+        # would otherwise fail an assert in Coverage.add half way through applying them.
+        if self.prev_through < 0:
+            raise ProtocolError(f"batch range starts at a negative LSN {self.prev_through}")
         if self.prev_through > self.through:
             raise ProtocolError(
                 f"batch range ({self.prev_through}, {self.through}] goes backwards"

@@ -32,6 +32,7 @@ FLAG_CPL = 0x01
 _FLAGS_KNOWN = FLAG_CPL
 
 _KINDS = tuple(RecordKind)
+_KIND_BY_VALUE = {int(kind): kind for kind in RecordKind}
 _U64_MAX = 2**64 - 1
 
 
@@ -134,20 +135,31 @@ class RedoRecord:
         ]
 
     @classmethod
-    def from_wire(cls, item: Any) -> RedoRecord:
-        """Decode and verify; a malformed or corrupt item raises ProtocolError/CorruptionError."""
+    def from_wire(cls, item: Any, *, verify: bool = True) -> RedoRecord:
+        """Decode and verify; a malformed or corrupt item raises ProtocolError/CorruptionError.
+
+        ``verify=False`` skips only the CRC check, for a caller that verifies every record
+        before it uses one (``Segment.on_write`` and ``Segment.on_gossip_push`` do): the
+        storage node then checks each record's CRC once rather than twice."""
         try:
             lsn, page, prev_page, prev_pg, epoch, flags, kind, payload, crc = item
-            if not isinstance(payload, bytes | bytearray | memoryview):
-                # bytes(n) of an int n would allocate n zero bytes: never accept it.
-                raise TypeError(f"payload is {type(payload).__name__}, not bytes")
+            if type(payload) is not bytes:
+                if not isinstance(payload, bytearray | memoryview):
+                    # bytes(n) of an int n would allocate n zero bytes: never accept it.
+                    raise TypeError(f"payload is {type(payload).__name__}, not bytes")
+                payload = bytes(payload)
+            record_kind = _KIND_BY_VALUE.get(int(kind))
+            if record_kind is None:
+                raise ValueError(f"{kind!r} is not a valid RecordKind")
+            # The NewTypes (LSN, PageNo, Epoch) are identities: not called on this hot path.
             record = cls(
-                LSN(int(lsn)), PageNo(int(page)), LSN(int(prev_page)), LSN(int(prev_pg)),
-                Epoch(int(epoch)), int(flags), RecordKind(int(kind)), bytes(payload), int(crc),
+                int(lsn), int(page), int(prev_page), int(prev_pg),  # type: ignore[arg-type]
+                int(epoch), int(flags), record_kind, payload, int(crc),  # type: ignore[arg-type]
             )
         except (TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(f"malformed redo record: {exc}") from exc
-        record.verify()
+        if verify:
+            record.verify()
         return record
 
     def with_payload_bit_flipped(self, bit: int) -> RedoRecord:

@@ -2,7 +2,15 @@
 
 ``encode`` turns a message into plain lists and ints; ``decode(cls, body)`` validates and
 rebuilds it. A malformed body raises ``ProtocolError`` (the RPC layer answers it as a typed
-error), a corrupt record ``CorruptionError``: never a foreign exception.
+error): never a foreign exception. The records of a ``WriteBatch`` or a ``GossipPush`` are
+checked for shape here and for their CRC by the segment, which verifies every record before
+it uses one (``Segment.on_write``, ``Segment.on_gossip_push``) and answers a corrupt one with
+``CorruptionError``: one CRC check per record, not two.
+
+``write_many`` carries the batches of one flush for every segment a node hosts in one
+request (one round trip per node rather than per segment); its reply holds one result per
+batch, each a transport response or error message whose id is the batch's index, so a
+refused batch (a stale epoch, an unknown segment) fails alone.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from borealis.storage.messages import (
     WriteBatch,
 )
 from borealis.storage.record import RedoRecord
+from borealis.transport import messages as rpc_messages
 from borealis.types import PageNo, SegmentId
 
 T = TypeVar("T")
@@ -53,7 +62,9 @@ class CreateSegment:
 
 
 def _records(value: Any) -> tuple[RedoRecord, ...]:
-    return tuple(RedoRecord.from_wire(item) for item in value)
+    # The CRC is verified by the segment before any record is used (module docstring).
+    from_wire = RedoRecord.from_wire
+    return tuple([from_wire(item, verify=False) for item in value])
 
 
 def _truncation(value: Any) -> Truncation | None:
@@ -122,26 +133,48 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What ``encode``/``decode`` need of a message class, computed once per class:
+    ``dataclasses.fields`` costs more than decoding a small message."""
+
+    names: tuple[str, ...]
+    decoders: tuple[Callable[[Any], Any], ...]
+    required: int
+
+
+_SHAPES: dict[type[Any], _Shape] = {}
+
+
+def _shape(cls: type[Any]) -> _Shape:
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        fields = dataclasses.fields(cls)
+        shape = _SHAPES[cls] = _Shape(
+            tuple(f.name for f in fields),
+            tuple(_FIELD_DECODERS.get(f.name, _int) for f in fields),
+            sum(1 for f in fields
+                if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING),
+        )
+    return shape
+
+
 def encode(message: Any) -> list[Any]:
     """A message dataclass as a positional list."""
-    return [_encode_value(getattr(message, f.name)) for f in dataclasses.fields(message)]
+    return [_encode_value(getattr(message, name)) for name in _shape(type(message)).names]
 
 
 def decode(cls: type[T], body: Any) -> T:
     """Rebuild and validate a ``cls`` from ``body``; ProtocolError if it does not fit."""
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    shape = _shape(cls)
     if not isinstance(body, list | tuple):
         raise ProtocolError(f"{cls.__name__}: expected an array, got {type(body).__name__}")
-    required = sum(
-        1 for f in fields
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    )
-    if not required <= len(body) <= len(fields):
-        raise ProtocolError(f"{cls.__name__}: {len(body)} fields, expected {len(fields)}")
+    if not shape.required <= len(body) <= len(shape.names):
+        raise ProtocolError(f"{cls.__name__}: {len(body)} fields, expected {len(shape.names)}")
     try:
         values = [
-            _FIELD_DECODERS.get(f.name, _int)(value)
-            for f, value in zip(fields, body, strict=False)
+            decoder(value) for decoder, value in zip(shape.decoders, body, strict=False)
         ]
         return cls(*values)
     except BorealisError:
@@ -170,3 +203,63 @@ REPLIES: dict[str, type[Any]] = {
     "get_page": PageVersion,
     "gossip": GossipPush,
 }
+
+
+def encode_write_batch(batch: WriteBatch, records: list[Any]) -> list[Any]:
+    """``encode(batch)`` with its records already encoded (``records``): a flush encodes a
+    PG's records once for its six batches."""
+    truncation = batch.truncation
+    return [
+        batch.segment, batch.epoch, batch.writer, batch.prev_through, batch.through, records,
+        None if truncation is None else truncation.to_wire(), batch.min_read_point,
+        batch.all_scl, batch.vdl,
+    ]
+
+
+assert _shape(WriteBatch).names == (
+    "segment", "epoch", "writer", "prev_through", "through", "records", "truncation",
+    "min_read_point", "all_scl", "vdl",
+), "encode_write_batch must follow WriteBatch's fields"
+
+
+WRITE_MANY = "write_many"
+WRITE_MANY_BATCHES_MAX = 4096
+"""Batches in one ``write_many`` request: a flush has one per segment the node hosts."""
+
+
+def write_many_request(batches: list[list[Any]]) -> list[list[Any]]:
+    """The body of a ``write_many`` request: encoded ``WriteBatch``es."""
+    assert 0 < len(batches) <= WRITE_MANY_BATCHES_MAX
+    return batches
+
+
+def write_many_batches(body: Any) -> list[Any]:
+    """The encoded batches of a ``write_many`` body (each still to ``decode``)."""
+    if type(body) is not list:
+        raise ProtocolError(f"write_many: expected an array, got {type(body).__name__}")
+    if not 0 < len(body) <= WRITE_MANY_BATCHES_MAX:
+        raise ProtocolError(f"write_many: {len(body)} batches, expected 1 to "
+                            f"{WRITE_MANY_BATCHES_MAX}")
+    return body
+
+
+def write_result_ack(index: int, ack: WriteAck) -> list[Any]:
+    return rpc_messages.response(index, encode(ack))
+
+
+def write_result_error(index: int, exc: BorealisError) -> list[Any]:
+    return rpc_messages.error(index, exc)
+
+
+def write_many_results(reply: Any, count: int) -> list[WriteAck | BorealisError]:
+    """The result of every batch of a ``write_many`` of ``count`` batches, in order: its
+    ``WriteAck`` or the typed error that refused it."""
+    if type(reply) is not list or len(reply) != count:
+        raise ProtocolError(f"write_many reply: expected {count} results")
+    out: list[WriteAck | BorealisError] = []
+    for index, item in enumerate(reply):
+        result_index, body, error = rpc_messages.parse_reply(item)
+        if result_index != index:
+            raise ProtocolError(f"write_many reply: result {result_index} at {index}")
+        out.append(decode(WriteAck, body) if error is None else error)
+    return out

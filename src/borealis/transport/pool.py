@@ -28,6 +28,13 @@ class ConnectionPool:
         self._failed_at: dict[str, float] = {}
         self._retired_bytes_sent = 0
 
+    def get_nowait(self, address: str) -> RpcClient | None:
+        """The open connection to ``address``, or None when ``get`` would have to connect."""
+        client = self._clients.get(address)
+        if client is not None and not client.closed:
+            return client
+        return None
+
     async def get(self, address: str) -> RpcClient:
         client = self._clients.get(address)
         if client is not None and not client.closed:

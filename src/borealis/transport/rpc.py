@@ -689,6 +689,43 @@ class RpcClient:
             pending.pop(request_id, None)
             self._release_slot()
 
+    def start_call(
+        self, method: str, body: Any, *, timeout_s: float | None = None
+    ) -> asyncio.Future[Any] | None:
+        """``call`` without a coroutine: send now and return the future of the reply body, or
+        None when no slot is free (use ``call``, which waits for one).
+
+        For callers that handle the reply in a done callback rather than a task per call
+        (measured: a task and its two steps cost more than the call itself). The future
+        fails as ``call`` would; cancelling it abandons the call. Its slot is freed when it
+        completes.
+        """
+        connection = self._connection
+        if self._closed_error is not None or connection is None:
+            raise TransportError(str(self._closed_error))
+        assert timeout_s is None or timeout_s > 0
+        if self._slots_free <= 0 or self._slot_waiters:
+            return None
+        self._request_id += 1
+        request_id = self._request_id
+        frame = connection.encoder.encode(messages.request(request_id, method, body))
+        self._slots_free -= 1
+        future: asyncio.Future[Any] = connection.loop.create_future()
+        pending = connection.pending
+        pending[request_id] = future
+        future.add_done_callback(functools.partial(self._call_done, pending, request_id))
+        connection.write(frame)
+        self.calls += 1
+        if timeout_s is not None:
+            connection.add_deadline(request_id, method, timeout_s)
+        return future
+
+    def _call_done(
+        self, pending: dict[int, asyncio.Future[Any]], request_id: int, _: asyncio.Future[Any]
+    ) -> None:
+        pending.pop(request_id, None)
+        self._release_slot()
+
     async def _wait_for_slot(self) -> None:
         assert self._connection is not None
         waiter: asyncio.Future[None] = self._connection.loop.create_future()

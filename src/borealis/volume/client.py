@@ -381,17 +381,108 @@ class VolumeClient:
         core.min_read_point = LSN(min(self._read_points, default=core.vdl))
         batches = core.flush()
         self.stats.flushes += 1
+        # The six batches of a PG share one records tuple: encode its records once.
         encoded: dict[int, list[Any]] = {}
+        # One request per node, carrying the batches of every segment it hosts.
+        by_address: dict[str, list[tuple[SegmentId, list[Any]]]] = {}
         for batch in batches:
             records = encoded.get(id(batch.records))
             if records is None:
                 records = encoded[id(batch.records)] = [r.to_wire() for r in batch.records]
-            self._send_batch(batch, records)
+            body = _encode_batch(batch, records)
+            by_address.setdefault(self._addresses[batch.segment], []).append(
+                (batch.segment, body)
+            )
+        for address, items in by_address.items():
+            self.stats.batches_sent += len(items)
+            self._send_many(address, items)
 
     def _send_batch(self, batch: WriteBatch, records: list[Any] | None = None) -> None:
         body = wire.encode(batch) if records is None else _encode_batch(batch, records)
         self.stats.batches_sent += 1
         self._spawn(self._write(batch.segment, body))
+
+    def _send_many(self, address: str, items: list[tuple[SegmentId, list[Any]]]) -> None:
+        """One ``write_many`` to the node at ``address``. Over an open connection with a free
+        slot the reply is handled in a callback; otherwise a task connects or waits."""
+        client = self.pool.get_nowait(address)
+        if client is not None:
+            body = wire.write_many_request([body for _, body in items])
+            try:
+                future = client.start_call(wire.WRITE_MANY, body, timeout_s=self.rpc_timeout_s)
+            except BorealisError as exc:
+                self._write_many_failed(address, items, exc)
+                return
+            if future is not None:
+                future.add_done_callback(
+                    lambda done: self._write_many_done(address, items, done)
+                )
+                return
+        self._spawn(self._write_many(address, items))
+
+    def _write_many_done(self, address: str, items: list[tuple[SegmentId, list[Any]]],
+                         future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            self._write_many_reply(address, items, future.result())
+        elif isinstance(exc, BorealisError):
+            self._write_many_failed(address, items, exc)
+        else:
+            raise exc
+
+    async def _write_many(self, address: str, items: list[tuple[SegmentId, list[Any]]]) -> None:
+        try:
+            client = await self.pool.get(address)
+            reply = await client.call(wire.WRITE_MANY, wire.write_many_request(
+                [body for _, body in items]), timeout_s=self.rpc_timeout_s)
+        except BorealisError as exc:
+            self._write_many_failed(address, items, exc)
+            return
+        self._write_many_reply(address, items, reply)
+
+    def _write_many_failed(self, address: str, items: list[tuple[SegmentId, list[Any]]],
+                           exc: BorealisError) -> None:
+        if isinstance(exc, BadRequestError) and not self._closed:
+            # A node that does not know write_many yet (a rolling upgrade): one by one.
+            log.debug("write_many to %s refused (%s): writing batch by batch", address, exc)
+            for segment, body in items:
+                self._spawn(self._write(segment, body))
+            return
+        # The resend loop sends again what the node's segments did not acknowledge.
+        log.debug("write_many to %s failed: %s", address, exc)
+
+    def _write_many_reply(self, address: str, items: list[tuple[SegmentId, list[Any]]],
+                          reply: Any) -> None:
+        try:
+            results = wire.write_many_results(reply, len(items))
+        except BorealisError as exc:
+            log.warning("write_many to %s: malformed reply: %s", address, exc)
+            return
+        core = self.core
+        if core is None:
+            return
+        # As many acknowledgements as batches, VDL released once at the end (or before a
+        # fence, so that what became durable before it is still acknowledged).
+        advanced = False
+        for (segment, _), result in zip(items, results, strict=True):
+            if isinstance(result, WriteAck):
+                advanced = core.on_ack(result.segment, result.scl, result.epoch) or advanced
+                if not core.fenced:
+                    continue
+                fenced_by: int = result.epoch
+            elif isinstance(result, StaleEpochError):
+                fenced_by = result.current_epoch
+            else:
+                log.debug("write to %s failed: %s", segment, result)
+                continue
+            if advanced:
+                self._release(core.vdl)
+                advanced = False
+            self._fenced(fenced_by)
+        if advanced:
+            self._release(core.vdl)
 
     async def _write(self, segment: SegmentId, body: list[Any]) -> None:
         try:
@@ -529,8 +620,4 @@ def _request(msg: Any) -> tuple[str, Any]:
 
 
 def _encode_batch(batch: WriteBatch, records: list[Any]) -> list[Any]:
-    body = wire.encode(WriteBatch(batch.segment, batch.epoch, batch.writer, batch.prev_through,
-                                  batch.through, (), batch.truncation, batch.min_read_point,
-                                  batch.all_scl, batch.vdl))
-    body[5] = records
-    return body
+    return wire.encode_write_batch(batch, records)
