@@ -247,12 +247,6 @@ def test_az_plus_one_reads_survive_writes_wait(storage_nodes: list[NodeProcess],
     run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "volume/client.py VolumeClient._read shuffles the segments whose acknowledged SCL covers "
-    "the read point and tries only the first (hedging to the second only if the first is "
-    "slow, not if it fails), READ_ATTEMPTS_MAX=12 times, forgetting which ones failed: with "
-    "3 of 6 segments dead, a read fails with QuorumUnavailableError whenever 12 shuffles in "
-    "a row put a dead segment first (measured: 1 read in 20,000 during AZ + 1)"))
 def test_reads_survive_az_plus_one_whatever_the_segment_order(
         storage_nodes: list[NodeProcess], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -836,11 +830,6 @@ def test_bad_input_gets_a_typed_error_or_a_closed_connection_and_the_node_serves
     run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage/node.py StorageNode._page_version converts the body with int() and hands it to "
-    "the page store, whose range checks are asserts: a non-integer page raises ValueError "
-    "and a negative one AssertionError, both answered as 'internal' errors with a logged "
-    "traceback instead of a ProtocolError"))
 def test_malformed_page_version_request_is_a_protocol_error(
         storage_nodes: list[NodeProcess], tmp_path: Path) -> None:
     target = node_named(storage_nodes, "az1-n1")

@@ -322,10 +322,14 @@ class StorageNode:
             sid, page, version = body
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"page_version: {exc}") from exc
-        hosted = self.hosted.get(SegmentId(str(sid)))
+        if not isinstance(sid, str) or not all(
+            type(x) is int and 0 <= x < 2**63 for x in (page, version)
+        ):
+            raise ProtocolError("page_version takes [segment: str, page: int, version: int]")
+        hosted = self.hosted.get(SegmentId(sid))
         if hosted is None:
             raise UnknownSegmentError(f"node {self.node_id} does not host {sid}")
-        found = self.store.get_version_at(str(sid), int(page), int(version))
+        found = self.store.get_version_at(sid, page, version)
         if found is None or found[0] != version:
             raise BadRequestError(f"{sid}: no version {version} of page {page}")
         return found[1]
@@ -504,7 +508,14 @@ class StorageNode:
         seg = hosted.segment
         if self.hosted.get(seg.segment_id) is not hosted or self._closing:
             return
-        entries, pages = seg.on_gossip_push(push)
+        try:
+            entries, pages = seg.on_gossip_push(push)
+        except BorealisError as exc:
+            # A corrupt record from a peer: take nothing from this reply, pull again later.
+            self.stats.gossip_errors += 1
+            log.warning("gossip reply refused segment=%s peer=%s: %s", pull.requester,
+                        pull.segment, exc)
+            return
         if pages:
             self.store.drop_segment(seg.key)
             self.store.put_versions(

@@ -533,6 +533,8 @@ class VolumeClient:
             core = self.core
             if core is None or core.fenced:
                 continue
+            if core.vdl > core.vdl_sent:
+                self._schedule_flush()  # idle: tell storage the last VDL
             now = time.monotonic()
             for segment in core.lagging_segments():
                 # In-flight batches are normal: resend only to a segment whose acknowledged
@@ -573,35 +575,58 @@ class VolumeClient:
         return reply
 
     async def _read(self, layout: PgLayout, page: int, point: LSN) -> PageVersion:
+        """Try the segments that can serve ``point`` in random order, each at most once per
+        round: a fast failure moves straight on to the next one, a slow answer is hedged
+        with the next one. Segments that failed go last in the next round."""
         core = self.core
         assert core is not None
         last_error: BorealisError | None = None
-        for _attempt in range(READ_ATTEMPTS_MAX):
+        failed: set[SegmentId] = set()
+        for _round in range(READ_ATTEMPTS_MAX):
             ready = [s for s in layout.segment_ids if core.tracker.acked.get(s, LSN(0)) >= point]
-            random.shuffle(ready)
             if not ready:
                 await asyncio.sleep(RESEND_EVERY_S)
                 continue
-            msg = wire.encode(GetPage(ready[0], PageNo(page), point))
-            first = self._spawn(self._call(ready[0], "get_page", msg))
-            done, _ = await asyncio.wait({first}, timeout=HEDGE_AFTER_S)
-            tasks = {first}
-            if not done and len(ready) > 1:
-                self.stats.hedged_reads += 1
-                second_msg = wire.encode(GetPage(ready[1], PageNo(page), point))
-                tasks.add(self._spawn(self._call(ready[1], "get_page", second_msg)))
-            while tasks:
-                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            random.shuffle(ready)
+            ready.sort(key=lambda s: s in failed)  # stable: healthy ones first, still shuffled
+            pending: set[asyncio.Task[Any]] = set()
+            owner: dict[asyncio.Task[Any], SegmentId] = {}
+            queue = list(ready)
+
+            def start_next(
+                queue: list[SegmentId] = queue,
+                owner: dict[asyncio.Task[Any], SegmentId] = owner,
+                pending: set[asyncio.Task[Any]] = pending,
+            ) -> None:
+                segment = queue.pop(0)
+                body = wire.encode(GetPage(segment, PageNo(page), point))
+                task = self._spawn(self._call(segment, "get_page", body))
+                owner[task] = segment
+                pending.add(task)
+
+            start_next()
+            while pending:
+                done, _ = await asyncio.wait(
+                    pending, timeout=HEDGE_AFTER_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    if queue:
+                        self.stats.hedged_reads += 1
+                        start_next()
+                    continue
                 for task in done:
+                    pending.discard(task)
                     exc = task.exception()
                     if exc is None:
-                        for other in tasks:
+                        for other in pending:
                             other.cancel()
                         return wire.decode(PageVersion, task.result())
-                    if isinstance(exc, BorealisError):
-                        last_error = exc
-                    else:
+                    if not isinstance(exc, BorealisError):
                         raise exc
+                    last_error = exc
+                    failed.add(owner[task])
+                    if queue:
+                        start_next()
         raise QuorumUnavailableError(
             f"page {page} at read point {point}: no segment could serve it ({last_error})"
         )

@@ -69,6 +69,7 @@ class WriterCore:
         self.pg_last_lsn: dict[PgIndex, LSN] = {}
         self.page_versions: dict[int, LSN] = {}
         self.min_read_point = start
+        self.vdl_sent = start
         for pg, layout in self.layouts.items():
             self._add_pg(pg, layout, start)
 
@@ -180,12 +181,18 @@ class WriterCore:
     # --- flushing -------------------------------------------------------------------------
 
     def flush(self) -> list[WriteBatch]:
-        """Batches for every segment of every PG covering everything allocated so far."""
+        """Batches for every segment of every PG covering everything allocated so far.
+
+        When nothing new was allocated but VDL moved since the last flush, the batches carry
+        only the hints (an empty range): segments materialise records only up to the VDL they
+        were told, so an idle writer must still tell them its last one."""
         through = self.allocated
         batches: list[WriteBatch] = []
+        vdl_news = self.tracker.vdl > self.vdl_sent
+        self.vdl_sent = self.tracker.vdl
         for pg, layout in self.layouts.items():
             prev = self.through_sent[pg]
-            if through <= prev and not self.pending[pg]:
+            if through <= prev and not self.pending[pg] and not vdl_news:
                 continue
             records = tuple(self.pending[pg])
             self.unacked[pg].extend(records)
