@@ -82,6 +82,7 @@ class _Hosted:
     peer_addresses: dict[SegmentId, str]
     synced_scl: LSN = LSN(0)
     page_scrub_cursor: int = 0
+    gossip_in_flight: bool = False
 
 
 @dataclass
@@ -448,7 +449,10 @@ class StorageNode:
         if entries:
             self._log_entries(sid, entries)
         for effect in effects:
-            if isinstance(effect, SendGossip):
+            # One pull at a time per segment: a snapshot can take longer than the gossip
+            # interval, and a second one in flight would be installed over the first.
+            if isinstance(effect, SendGossip) and not hosted.gossip_in_flight:
+                hosted.gossip_in_flight = True
                 self._spawn(self._gossip(hosted, effect.message))
 
     def _spawn(self, coro: Any) -> None:
@@ -494,6 +498,12 @@ class StorageNode:
                   seg.segment_id, page, version)
 
     async def _gossip(self, hosted: _Hosted, pull: GossipPull) -> None:
+        try:
+            await self._gossip_once(hosted, pull)
+        finally:
+            hosted.gossip_in_flight = False
+
+    async def _gossip_once(self, hosted: _Hosted, pull: GossipPull) -> None:
         address = hosted.peer_addresses.get(pull.segment)
         if address is None:
             return

@@ -344,12 +344,13 @@ class Segment:
             raise NotCaughtUpError(
                 f"segment {self.segment_id}: read point {read_point} > SCL {self.scl}"
             )
-        if read_point < self.history_floor or (
-            read_point < self.min_read_point and read_point < self.coalesced
-        ):
+        # Below the coalesced point (itself never above the minimum read point) only one
+        # version per page per pass was kept, and below the history floor nothing.
+        floor = max(self.history_floor, self.coalesced)
+        if read_point < floor:
             raise PageGarbageCollectedError(
-                f"segment {self.segment_id}: read point {read_point} is below the minimum "
-                f"read point {self.min_read_point}"
+                f"segment {self.segment_id}: read point {read_point} is below what it keeps "
+                f"({floor}; minimum read point {self.min_read_point})"
             )
         self._check_page_no(msg.page)
         return self.materialise(msg.page, read_point)
@@ -517,22 +518,25 @@ class Segment:
     def coalesce(
         self, durable_scl: int, limit: int = COALESCE_BATCH_MAX
     ) -> tuple[list[tuple[str, int, int, bytes]], int]:
-        """Materialise records up to ``durable_scl`` and the writer's VDL (only synced,
-        committed records are materialised, so the page store never runs ahead of the log
-        and never holds a version a truncation could void). Returns versions to store and the new
-        coalesced point; the host stores them with the point as meta, then calls
-        ``coalesced_to``. At most ``limit`` records per call (the host paces its work)."""
+        """Materialise records up to ``durable_scl``, the writer's VDL and the minimum read
+        point: only synced, committed records, so the page store never runs ahead of the log
+        and never holds a version a truncation could void; and only where no read can look
+        below, so that one version per page per pass is enough (the page's newest record in
+        the pass): a read at or above the minimum read point takes that version and the
+        records above it, which are kept. On a hot page this stores one version where there
+        were many records. Returns versions to store and the new coalesced point; the host
+        stores them with the point as meta, then calls ``coalesced_to``. At most ``limit``
+        records per call (the host paces its work)."""
         assert 0 < limit <= COALESCE_BATCH_MAX
         # Above VDL a record may still be truncated by a recovering writer: never
         # materialise it.
-        upto = min(durable_scl, self.scl, self.known_vdl)
+        upto = min(durable_scl, self.scl, self.known_vdl, self.min_read_point)
         if upto <= self.coalesced:
             return [], self.coalesced
         lsns = self._lsns_between(self.coalesced, upto, limit + 1)
         if len(lsns) > limit:
             lsns = lsns[:limit]
             upto = lsns[-1]
-        out: list[tuple[str, int, int, bytes]] = []
         images: dict[int, tuple[int, bytes | None]] = {}
         for lsn in lsns:
             record = self.records[lsn]
@@ -549,10 +553,10 @@ class Segment:
                     f"segment {self.segment_id}: coalescing page {record.page}: record "
                     f"lsn={lsn} applies to {record.prev_page_lsn} but the base is {version}"
                 )
-            new = delta.apply(image, record.payload)
-            images[record.page] = (lsn, new)
-            out.append((self.key, record.page, lsn, new))
-        self.stats.records_coalesced += len(out)
+            images[record.page] = (lsn, delta.apply(image, record.payload))
+        self.stats.records_coalesced += len(lsns)
+        out = [(self.key, page, lsn, image) for page, (lsn, image) in images.items()
+               if image is not None]
         return out, upto
 
     def coalesced_to(self, lsn: int) -> None:
