@@ -90,6 +90,12 @@ class Checkers:
             for sid in layout.segment_ids:
                 node = world.nodes[world.segment_node[sid]]
                 seg = node.segments[sid]
+                acked = w.core.tracker.acked.get(sid, LSN(0))
+                if seg.scl < acked and not seg.stats.corrupt_found:
+                    # An acknowledged SCL is durable: only a corrupt record found since may
+                    # lower it (it is then fetched again).
+                    self.fail(f"segment {sid}: SCL {seg.scl} fell below the {acked} it "
+                              "acknowledged")
                 if seg.scl < vdl:
                     self.fail(f"segment {sid} did not converge: SCL {seg.scl} < VDL {vdl}")
                 pages = {}
