@@ -139,3 +139,46 @@ def test_a_complete_unacknowledged_commit_may_be_kept() -> None:
     for pg in (0, 1):
         holders = [sid for sid in LAYOUTS[PgIndex(pg)].segment_ids if segs[sid].scl >= lsn]
         assert len(holders) >= 4
+
+
+def test_a_truncation_from_an_unfinished_recovery_is_adopted_not_contradicted() -> None:
+    """Sim seed 91 of 'random': recovery at epoch 2 truncated above A on one segment only
+    and died. Recovery at epoch 3 seals segments that still hold B (above A, never
+    acknowledged) next to that one: it must not declare B committed while a segment has
+    voided it. Each sealed segment first adopts every truncation any of them knows."""
+    segs = segments()
+    rec = recover(segs, 1)
+    assert rec.result is not None
+    writer = WriterCore(GEOMETRY, LAYOUTS, writer_id="w1", epoch=Epoch(1),
+                        start=rec.result.start, truncation=rec.result.truncation, lal=1000)
+    lsn_a = writer.append_group([PageWrite(PageNo(1), b"a" * 512), PageWrite(PageNo(9), b"A" * 512)])
+    for batch in writer.flush():
+        ack = deliver(segs, batch)
+        writer.on_ack(ack.segment, ack.scl, ack.epoch)
+    lsn_b = writer.append_group([PageWrite(PageNo(1), b"b" * 512), PageWrite(PageNo(9), b"B" * 512)])
+    for batch in writer.flush():
+        if batch.segment.endswith(("s0", "s1")):
+            deliver(segs, batch)
+    # Epoch 2 recovers without s0 and s1 (VDL = A), truncates only s2 of PG 0, dies.
+    rec2 = Recovery(LAYOUTS, writer_id="w2", epoch=Epoch(2), lal=1000)
+    queue = list(rec2.start())
+    while queue and rec2.phase != Phase.REPAIR:
+        msg = queue.pop(0)
+        if msg.segment.endswith(("s0", "s1")):
+            continue
+        reply = deliver(segs, msg)
+        queue += rec2.on_sealed(reply) if isinstance(msg, Seal) else rec2.on_cpl(msg.segment, reply)
+    assert rec2.vdl == lsn_a
+    for msg in queue:
+        if isinstance(msg, WriteBatch) and msg.segment == "v/pg0/s2":
+            deliver(segs, msg)
+    # Epoch 3 seals s0..s2 and s3 of each PG (s4, s5 down): B is on s0 and s1.
+    down = {sid for sid in segs if sid.endswith(("s4", "s5"))}
+    rec3 = recover(segs, 3, down=down)
+    assert rec3.phase == Phase.DONE and rec3.result is not None
+    assert rec3.result.vdl == lsn_a < lsn_b
+    for sid, seg in segs.items():
+        if sid in down:
+            continue
+        page = 1 if "/pg0/" in sid else 9
+        assert seg.materialise(page, rec3.result.start).image in (b"a" * 512, b"A" * 512), sid

@@ -123,6 +123,7 @@ class SegmentState:
     high: LSN
     membership_epoch: MembershipEpoch
     coalesced: LSN
+    truncations: tuple[Truncation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

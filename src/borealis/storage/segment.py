@@ -281,7 +281,7 @@ class Segment:
     def state(self) -> SegmentState:
         return SegmentState(
             self.segment_id, self.epoch, self.scl, self.coverage.high(),
-            self.membership_epoch, self.coalesced,
+            self.membership_epoch, self.coalesced, tuple(self.truncations),
         )
 
     # --- writes ---------------------------------------------------------------------------

@@ -5,7 +5,10 @@ the volume is consistent and make it durable before serving (Aurora SIGMOD 2017 
 
 1. **Seal**: raise the volume epoch on a write quorum of every PG. Sealed segments refuse
    the old writer, so from here on it cannot make anything durable. Their replies carry
-   their SCLs: a write quorum contains a read quorum.
+   their SCLs (a write quorum contains a read quorum) and the truncations they know.
+   **Adopt**: a truncation written by an earlier recovery, even one that never finished,
+   may already have voided records on some segments; every sealed segment applies every
+   truncation any of them knows before its SCL counts (sim seed 91 of 'random').
 2. **Compute**: a PG is complete to the highest SCL among its sealed segments (that
    segment holds every record of the PG up to it); VCL is the lowest of those over all
    PGs; ask that segment of each PG for its highest commit point at or below VCL; VDL is
@@ -43,6 +46,7 @@ from borealis.volume.geometry import PgLayout
 
 class Phase(enum.Enum):
     SEAL = "seal"
+    ADOPT = "adopt"
     CPL = "cpl"
     REPAIR = "repair"
     DONE = "done"
@@ -92,6 +96,7 @@ class Recovery:
         self.vdl = LSN(0)
         self.truncation: Truncation | None = None
         self.result: RecoveryResult | None = None
+        self.known_truncations: set[Truncation] = set()
 
     def start(self) -> list[Any]:
         return [Seal(s, self.epoch, self.writer_id) for s in self.segment_pg]
@@ -109,13 +114,59 @@ class Recovery:
 
     def on_sealed(self, state: SegmentState) -> list[Any]:
         pg = self.segment_pg.get(state.segment)
-        if pg is None or self.phase != Phase.SEAL:
+        if pg is None or self.phase not in (Phase.SEAL, Phase.ADOPT):
             return []
         assert state.epoch == self.epoch
+        if self.phase == Phase.ADOPT:
+            # A fresh state, asked for after an adoption batch was acknowledged.
+            if state.segment in self.pgs[pg].sealed:
+                self.pgs[pg].sealed[state.segment] = state
+            if self._lacking():
+                return []
+            return self._compute()
         self.pgs[pg].sealed[state.segment] = state
         if any(len(p.sealed) < WRITE_QUORUM for p in self.pgs.values()):
             return []
         # Every PG has a sealed write quorum: the old writer can no longer commit.
+        # A truncation an earlier recovery wrote (even one that never finished) voids
+        # records that it may already have dropped somewhere: every sealed segment adopts
+        # every such truncation before its SCL counts, or this recovery could declare
+        # committed a record that other segments have voided.
+        self.known_truncations = {
+            t for p in self.pgs.values() for st in p.sealed.values() for t in st.truncations
+        }
+        lacking = self._lacking()
+        if lacking:
+            self.phase = Phase.ADOPT
+            return [m for segment in lacking for m in self._adopt(segment)]
+        return self._compute()
+
+    def _missing(self, state: SegmentState) -> list[Truncation]:
+        """Known truncations the segment lacks, but for those a newer truncation it has
+        already contains (same range or wider, newer epoch: it voids all they would)."""
+        have = state.truncations
+        return sorted(
+            (t for t in self.known_truncations if t not in have and not any(
+                h.epoch >= t.epoch and h.start <= t.start and h.end >= t.end for h in have
+            )),
+            key=lambda t: t.epoch,
+        )
+
+    def _lacking(self) -> list[SegmentId]:
+        return [
+            st.segment for p in self.pgs.values() for st in p.sealed.values()
+            if self._missing(st)
+        ]
+
+    def _adopt(self, segment: SegmentId) -> list[Any]:
+        pg = self.segment_pg[segment]
+        missing = self._missing(self.pgs[pg].sealed[segment])
+        return [self._adopt_batch(segment, t) for t in missing]
+
+    def _adopt_batch(self, segment: SegmentId, t: Truncation) -> WriteBatch:
+        return WriteBatch(segment, self.epoch, self.writer_id, LSN(0), LSN(0), (), t)
+
+    def _compute(self) -> list[Any]:
         for p in self.pgs.values():
             best = max(p.sealed.values(), key=lambda st: st.scl)
             p.source = best.segment
@@ -183,6 +234,8 @@ class Recovery:
         return out
 
     def on_ack(self, ack: WriteAck) -> list[Any]:
+        if self.phase == Phase.ADOPT:
+            return self._on_adopted(ack)
         pg = self.segment_pg.get(ack.segment)
         if pg is None or self.phase != Phase.REPAIR or self.truncation is None:
             return []
@@ -199,6 +252,15 @@ class Recovery:
             self.result = RecoveryResult(self.epoch, self.vdl, target, self.truncation, acked)
         return []
 
+    def _on_adopted(self, ack: WriteAck) -> list[Any]:
+        """A sealed segment applied a truncation it lacked: ask for its state again (a seal
+        at the same epoch by the same writer is idempotent); its SCL counts once its state
+        shows every known truncation."""
+        pg = self.segment_pg.get(ack.segment)
+        if pg is None or ack.segment not in self.pgs[pg].sealed:
+            return []
+        return [Seal(ack.segment, self.epoch, self.writer_id)]
+
     def pending_for(self, segment: SegmentId) -> list[Any]:
         """What to send again to a segment that did not answer (a retry timer fired)."""
         pg = self.segment_pg.get(segment)
@@ -207,6 +269,8 @@ class Recovery:
         p = self.pgs[pg]
         if self.phase == Phase.SEAL and segment not in p.sealed:
             return [Seal(segment, self.epoch, self.writer_id)]
+        if self.phase == Phase.ADOPT and segment in self._lacking():
+            return [*self._adopt(segment), Seal(segment, self.epoch, self.writer_id)]
         if self.phase == Phase.CPL and p.cpl is None and p.source == segment:
             return [QueryCpl(segment, self.vcl)]
         # Records it misses below VDL reach it by gossip from the segments repaired.
