@@ -36,7 +36,7 @@ from borealis.errors import (
     UnknownVolumeError,
 )
 from borealis.storage import wire
-from borealis.storage.messages import GossipPull, GossipPush, PageVersion, WriteBatch
+from borealis.storage.messages import GossipPull, GossipPush, WriteBatch
 from borealis.storage.pagestore import LmdbPageStore, PageStore
 from borealis.storage.redolog import FileRedoLog, RedoLog
 from borealis.storage.segment import Entry, Segment, SendGossip
@@ -539,6 +539,3 @@ class StorageNode:
 def _coalesced_key(sid: str) -> str:
     return f"coalesced:{sid}"
 
-
-def page_version_reply(body: Any) -> PageVersion:
-    return wire.decode(PageVersion, body)
