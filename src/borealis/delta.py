@@ -19,10 +19,14 @@ is the new version of one page expressed against the version before it. Three en
 
 ``encode_delta`` computes every candidate and returns the smallest, so the choice is made
 per record on measured size rather than by a heuristic (ties go to the cheaper one to
-apply: IMAGE, then PATCH, then XOR_ZSTD). Both deltas need one XOR of the two pages, done
-with ``int.from_bytes``; the changed runs are then found with C-speed ``bytes.find`` on a
-0/1 map of that XOR, so encoding a 4 KiB page costs tens of microseconds, not a Python loop
-over 4096 bytes. ``bench/delta.py`` measures it.
+apply: IMAGE, then PATCH, then XOR_ZSTD). No Python loop ever walks the 4096 bytes of a page.
+numpy views both pages as byte arrays and makes, in two passes, the XOR that zstd compresses
+(applying XOR_ZSTD XORs back the same way) and a 0/1 map of the changed bytes; the runs are then found with C-speed ``bytes.find`` on
+that map, one Python step per run, and the building stops as soon as the patch is larger than
+the best candidate so far. Encoding a typical 4 KiB OLTP change costs about eleven
+microseconds, four of them zstd's; ``bench/delta.py`` measures it. Finding the runs with numpy
+too (index arithmetic on ``nonzero()``) was measured and is slower for the usual handful of
+runs: each numpy call costs most of a microsecond however small its array.
 
 Wire layouts (varints are unsigned LEB128)::
 
@@ -45,6 +49,7 @@ from __future__ import annotations
 import enum
 import threading
 
+import numpy as np
 import zstandard
 
 from borealis.errors import CorruptionError
@@ -75,16 +80,16 @@ class DeltaFormat(enum.IntEnum):
     XOR_ZSTD = 2
 
 
-_ZERO_OR_ONE = bytes([0] + [1] * 255)
-"""``bytes.translate`` table: unchanged XOR bytes stay 0, changed ones become 1, so that the
-start of the next changed run is a ``find(b"\\x01")`` (memchr) away."""
-
 _RUN_END = bytes(GAP_MERGE_MAX + 1)
-"""The first gap wide enough to end a run."""
+"""In the 0/1 map of changed bytes, the first gap wide enough to end a run."""
 
 _VARINT_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 
 _TAG = {fmt: bytes((fmt,)) for fmt in DeltaFormat}
+
+_IMAGE, _PATCH, _XOR_ZSTD = DeltaFormat.IMAGE, DeltaFormat.PATCH, DeltaFormat.XOR_ZSTD
+"""The members looked up once: on Python 3.11 each ``DeltaFormat.X`` costs about 0.25 us, and
+encode and apply run for every page write."""
 
 
 class _ZstdCodec(threading.local):
@@ -112,52 +117,58 @@ def encode_delta(old: bytes | None, new: bytes) -> tuple[DeltaFormat, bytes]:
     """The smallest encoding of ``new`` against ``old``: IMAGE when there is no usable base."""
     page_len = len(new)
     if old is None or len(old) != page_len or page_len == 0:
-        return DeltaFormat.IMAGE, new
+        return _IMAGE, new
     if old == new:  # A patch of no runs: 3 bytes, less than any zstd frame.
         no_runs = _varint(page_len) + _varint(0)
         if len(no_runs) < page_len:
-            return DeltaFormat.PATCH, no_runs
-        return DeltaFormat.IMAGE, new
+            return _PATCH, no_runs
+        return _IMAGE, new
 
-    xor = (int.from_bytes(old, "little") ^ int.from_bytes(new, "little")).to_bytes(
-        page_len, "little"
-    )
-    best_format, best = DeltaFormat.IMAGE, new
+    old_bytes = np.frombuffer(old, np.uint8)
+    new_bytes = np.frombuffer(new, np.uint8)
+    best_format, best = _IMAGE, new
     # PATCH is built second so that it can stop as soon as it is larger than the best so far.
-    packed: bytes = _zstd.compressor.compress(xor)
+    packed: bytes = _zstd.compressor.compress(np.bitwise_xor(old_bytes, new_bytes).data)
     if len(packed) < len(best):
-        best_format, best = DeltaFormat.XOR_ZSTD, packed
-    patch = _encode_patch(new, xor, size_max=len(best))
+        best_format, best = _XOR_ZSTD, packed
+    # A bool array's bytes are 0 and 1: the map that bytes.find searches.
+    changed = np.not_equal(old_bytes, new_bytes).tobytes()
+    patch = _encode_patch(new, changed, size_max=len(best))
     if patch is not None:
         # On a tie PATCH beats XOR_ZSTD (cheaper to apply) but not IMAGE (cheaper still).
-        tie_wins = best_format == DeltaFormat.XOR_ZSTD
+        tie_wins = best_format == _XOR_ZSTD
         if len(patch) < len(best) or (len(patch) == len(best) and tie_wins):
-            best_format, best = DeltaFormat.PATCH, patch
+            best_format, best = _PATCH, patch
     assert len(best) <= page_len
     return best_format, best
 
 
-def _encode_patch(new: bytes, xor: bytes, *, size_max: int) -> bytes | None:
-    """The PATCH payload, or None as soon as it would be larger than ``size_max`` bytes."""
-    page_len = len(new)
-    changed = xor.translate(_ZERO_OR_ONE)
-    changed_end = changed.rfind(b"\x01") + 1
-    assert changed_end > 0, "the pages differ, so some byte changed"
+def _encode_patch(new: bytes, changed: bytes, *, size_max: int) -> bytes | None:
+    """The PATCH payload, or None as soon as it would be larger than ``size_max`` bytes.
 
-    runs: list[bytes] = []
-    append = runs.append
+    ``changed`` maps the page byte for byte: 1 where ``new`` differs from the base, else 0.
+    """
+    page_len = len(new)
+    assert len(changed) == page_len
+    page_len_varint = _varint(page_len)
+    parts = [page_len_varint, b""]  # parts[1], the run count, is known at the end
+    append = parts.append
     find = changed.find
     # A lower bound until the run count (one varint byte or more) is known: stopping early
     # on a lower bound never drops a patch that would have been the smallest.
-    size = len(_varint(page_len)) + 1
+    size = len(page_len_varint) + 1
     previous_end = 0
     start = find(b"\x01")
+    assert start != -1, "the pages differ, so some byte changed"
     # Bounded: each pass moves past at least one changed byte, so at most page_len passes,
     # and the size_max cut-off ends scattered changes long before that.
     while start != -1:
-        end = find(_RUN_END, start, changed_end)
+        # The first GAP_MERGE_MAX + 1 unchanged bytes after start end the run: the byte before
+        # them changed, or they would start one byte earlier. None of them means every change
+        # left is at most GAP_MERGE_MAX bytes from the next: one run, to the last change.
+        end = find(_RUN_END, start)
         if end == -1:
-            end = changed_end
+            end = changed.rfind(b"\x01") + 1
         gap = start - previous_end
         length = end - start
         if gap < 0x80 and length < 0x80:  # the common case, without two _varint calls
@@ -170,11 +181,12 @@ def _encode_patch(new: bytes, xor: bytes, *, size_max: int) -> bytes | None:
         append(header)
         append(new[start:end])
         previous_end = end
-        start = find(b"\x01", end, changed_end)
-    run_count = len(runs) // 2
+        start = find(b"\x01", end)
+    run_count = (len(parts) - 2) // 2
     assert 0 < run_count <= page_len
-    assert previous_end == changed_end
-    return b"".join((_varint(page_len), _varint(run_count), *runs))
+    assert changed[previous_end - 1] == 1, "the last run ends on a changed byte"
+    parts[1] = _varint(run_count)
+    return b"".join(parts)
 
 
 def encode(old: bytes | None, new: bytes) -> bytes:
@@ -192,11 +204,11 @@ def apply_delta(old: bytes | None, fmt: DeltaFormat | int, payload: bytes) -> by
     Raises CorruptionError for an unknown format, a missing or wrong-length base, or a
     payload that does not decode exactly.
     """
-    if fmt == DeltaFormat.IMAGE:
+    if fmt == _IMAGE:
         return bytes(payload)
-    if fmt == DeltaFormat.PATCH:
+    if fmt == _PATCH:
         return _apply_patch(_base(old, fmt), payload)
-    if fmt == DeltaFormat.XOR_ZSTD:
+    if fmt == _XOR_ZSTD:
         return _apply_xor_zstd(_base(old, fmt), payload)
     raise CorruptionError(f"page delta: unknown format {fmt!r}")
 
@@ -277,8 +289,7 @@ def _apply_xor_zstd(old: bytes, payload: bytes) -> bytes:
         raise CorruptionError(
             f"page delta: XOR_ZSTD decodes to {len(xor)} bytes, base has {page_len} bytes"
         )
-    new = int.from_bytes(old, "little") ^ int.from_bytes(xor, "little")
-    return new.to_bytes(page_len, "little")
+    return np.bitwise_xor(np.frombuffer(old, np.uint8), np.frombuffer(xor, np.uint8)).tobytes()
 
 
 # --- varints -------------------------------------------------------------------------------

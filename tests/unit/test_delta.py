@@ -57,6 +57,14 @@ def reference_xor_zstd(old: bytes, new: bytes) -> bytes:
     return bytes(delta._zstd.compressor.compress(xor))
 
 
+def reference_choice(old: bytes, new: bytes) -> tuple[DeltaFormat, bytes]:
+    """The smallest candidate; on a tie the cheaper to apply: IMAGE, then PATCH, then XOR_ZSTD."""
+    candidates = [(DeltaFormat.IMAGE, new), (DeltaFormat.PATCH, reference_patch(old, new))]
+    if new and old != new:  # the encoder skips zstd where a no-run patch always wins
+        candidates.append((DeltaFormat.XOR_ZSTD, reference_xor_zstd(old, new)))
+    return min(candidates, key=lambda candidate: (len(candidate[1]), candidate[0]))
+
+
 # --- page pairs ----------------------------------------------------------------------------
 
 
@@ -125,6 +133,50 @@ def test_choice_is_never_larger_than_any_alternative(pair: tuple[bytes, bytes]) 
     for alternative in alternatives.values():
         assert len(payload) <= len(alternative)
     assert payload == alternatives[fmt], "the chosen encoding is the one the model builds"
+
+
+@given(page_pairs())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_choice_and_bytes_match_the_reference_model(pair: tuple[bytes, bytes]) -> None:
+    # The numpy XOR and change map must not move a single output byte, ties included.
+    old, new = pair
+    assert encode_delta(old, new) == reference_choice(old, new)
+
+
+def _flipped(old: bytes, offsets: list[int]) -> bytes:
+    new = bytearray(old)
+    for offset in offsets:
+        new[offset] ^= 0xA5
+    return bytes(new)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 512, 4095, 65536])
+@pytest.mark.parametrize("base", ["random", "zeros"])
+def test_runs_at_page_edges_and_sizes_match_the_reference(size: int, base: str) -> None:
+    # Runs touching the first and the last byte, gaps of exactly GAP_MERGE_MAX (merged) and
+    # one more (split), and on a 64 KiB page gaps that need three-byte varints.
+    rng = random.Random(size)
+    old = _base_page(rng, base, size)
+    gap = delta.GAP_MERGE_MAX
+    middle = size // 2
+    edges = [0, size - 1]
+    merged = [middle, middle + gap + 1, middle + 2 * gap + 2]
+    split = [middle + 2 * gap + 2 + gap + 2]
+    far = [20_000, 40_000, 40_001] if size > 40_001 else []
+    for offsets in (edges, edges + merged, edges + merged + split + far, [size - 1], far):
+        new = _flipped(old, [offset for offset in offsets if 0 <= offset < size])
+        fmt, payload = encode_delta(old, new)
+        assert (fmt, payload) == reference_choice(old, new)
+        assert apply_delta(old, fmt, payload) == new
+        assert apply_delta(old, DeltaFormat.PATCH, reference_patch(old, new)) == new
+
+
+def test_every_page_byte_changed_round_trips() -> None:
+    # No unchanged byte at all: one run as long as the page, which only IMAGE can beat.
+    old = random.Random(11).randbytes(PAGE_BYTES)
+    new = bytes(byte ^ 0xFF for byte in old)
+    assert encode_delta(old, new) == reference_choice(old, new)
+    assert apply(old, encode(old, new)) == new
 
 
 @given(st.binary(max_size=5000))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import msgpack
 import pytest
@@ -11,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from borealis.errors import BorealisError, CorruptionError, ProtocolError
-from borealis.storage.record import FLAG_CPL, RecordKind, RedoRecord
+from borealis.storage.record import (
+    FLAG_CPL,
+    RecordKind,
+    RedoRecord,
+    decode_block,
+    encode_block,
+)
 
 U64_MAX = 2**64 - 1
 
@@ -87,7 +92,7 @@ def test_every_single_bit_flip_of_any_field_is_detected(record: RedoRecord) -> N
         for bit in range(width):
             value = int(getattr(record, name)) ^ (1 << bit)
             try:
-                flipped = dataclasses.replace(record, **{name: value})
+                flipped = record._replace(**{name: value}).check()
             except ProtocolError:
                 continue  # e.g. prev_page_lsn no longer below lsn, or an unknown flag
             assert not flipped.crc_ok(), (name, bit)
@@ -132,15 +137,66 @@ def test_invalid_records_raise_protocol_error(kwargs: dict[str, int]) -> None:
     lsn, page = fields.pop("lsn"), fields.pop("page")
     with pytest.raises(ProtocolError):
         RedoRecord.make(lsn, page, b"payload", **fields)
-    # The constructor itself validates too (a record built from parts, not by make).
+    # A record built from parts (not by make) is validated by check, and by every decoder.
+    built = RedoRecord(lsn, page, fields["prev_page_lsn"], fields["prev_pg_lsn"],
+                       fields["epoch"], fields["flags"], fields["kind"], b"payload", 0)
     with pytest.raises(ProtocolError):
-        RedoRecord(lsn, page, fields["prev_page_lsn"], fields["prev_pg_lsn"],
-                   fields["epoch"], fields["flags"], fields["kind"], b"payload", 0)
+        built.check()
+    with pytest.raises(ProtocolError):
+        RedoRecord.from_wire(built.to_wire(), verify=False)
+    if all(0 <= int(v) < 2**64 for v in built[:5]) and 0 <= built.flags < 256 \
+            and 0 <= built.kind < 256:
+        with pytest.raises(ProtocolError):
+            decode_block(encode_block([built]))
 
 
-def test_constructor_refuses_a_payload_that_is_not_bytes() -> None:
+def test_check_refuses_a_payload_that_is_not_bytes() -> None:
     with pytest.raises(ProtocolError):
-        RedoRecord(1, 0, 0, 0, 0, 0, RecordKind.IMAGE, "text", 0)
+        RedoRecord(1, 0, 0, 0, 0, 0, RecordKind.IMAGE, "text", 0).check()  # type: ignore[arg-type]
+
+
+# --- record blocks --------------------------------------------------------------------------
+
+
+@settings(max_examples=50)
+@given(st.lists(records(), max_size=8))
+def test_a_block_round_trips_every_record(items: list[RedoRecord]) -> None:
+    decoded = decode_block(encode_block(items))
+    assert decoded == tuple(items)
+    assert all(type(r) is RedoRecord and type(r.kind) is RecordKind for r in decoded)
+    assert all(r.crc_ok() for r in decoded)
+
+
+def test_a_block_keeps_corruption_detectable() -> None:
+    record = sample()
+    block = bytearray(encode_block([record]))
+    block[-1] ^= 0x10  # the last payload byte
+    (decoded,) = decode_block(bytes(block))
+    assert not decoded.crc_ok()
+
+
+@pytest.mark.parametrize("cut", [1, 10, 49, 51])
+def test_a_truncated_block_is_a_protocol_error(cut: int) -> None:
+    block = encode_block([sample(), sample()._replace(lsn=sample().lsn + 1)])
+    with pytest.raises(ProtocolError):
+        decode_block(block[:-cut])
+
+
+@pytest.mark.parametrize("value", [None, 7, "text", [1, 2], bytearray(b"\0" * 60)])
+def test_a_block_must_be_bytes(value: object) -> None:
+    with pytest.raises(ProtocolError):
+        decode_block(value)  # type: ignore[arg-type]
+
+
+def test_a_block_refuses_an_unknown_kind_and_a_zero_lsn() -> None:
+    good = encode_block([sample()])
+    bad_kind = bytearray(good)
+    bad_kind[41] = 7  # the kind byte: five u64 fields, then flags, then kind
+    bad_lsn = bytearray(good)
+    bad_lsn[0:8] = bytes(8)
+    for bad in (bad_kind, bad_lsn):
+        with pytest.raises(ProtocolError):
+            decode_block(bytes(bad))
 
 
 # --- the wire boundary ----------------------------------------------------------------------

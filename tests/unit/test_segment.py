@@ -23,6 +23,7 @@ from borealis.errors import (
     CorruptionError,
     NotCaughtUpError,
     PageGarbageCollectedError,
+    ProtocolError,
     StaleEpochError,
 )
 from borealis.storage.messages import GetPage, GossipPush, Seal, Truncation, WriteBatch
@@ -316,6 +317,30 @@ def test_a_corrupt_record_in_a_batch_is_refused_and_nothing_is_applied() -> None
         host.write(corrupt)
     assert (host.segment.scl, dict(host.segment.records), host.segment.epoch) == before
     assert host.segment.truncations == []
+
+
+@pytest.mark.parametrize("fault", ["reversed", "above-through", "at-prev-through",
+                                   "future-epoch"])
+def test_a_batch_with_misplaced_records_is_refused_and_nothing_is_applied(fault: str) -> None:
+    """The records of a batch must be ascending, inside (prev_through, through] and of no
+    later epoch than the batch: checked by the receiving segment (``check_records``)."""
+    writer, host = WriterModel(7), Host()
+    host.write(writer.batch([0]))
+    batch = writer.batch([1, 2, 3])
+    records = batch.records
+    if fault == "reversed":
+        bad = dataclasses.replace(batch, records=records[::-1])
+    elif fault == "above-through":
+        bad = dataclasses.replace(batch, through=LSN(records[-1].lsn - 1))
+    elif fault == "at-prev-through":
+        bad = dataclasses.replace(batch, prev_through=LSN(records[0].lsn))
+    else:
+        future = records[0]._replace(epoch=Epoch(batch.epoch + 1))
+        bad = dataclasses.replace(batch, records=(future, *records[1:]))
+    before = (host.segment.scl, dict(host.segment.records))
+    with pytest.raises(ProtocolError):
+        host.write(bad)
+    assert (host.segment.scl, dict(host.segment.records)) == before
 
 
 # --- gossip ---------------------------------------------------------------------------------

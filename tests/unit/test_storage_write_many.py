@@ -22,7 +22,7 @@ from borealis.errors import (
 from borealis.storage import wire
 from borealis.storage.messages import Truncation, WriteAck, WriteBatch
 from borealis.storage.node import StorageNode
-from borealis.storage.record import FLAG_CPL, RedoRecord
+from borealis.storage.record import FLAG_CPL, RedoRecord, encode_block
 from borealis.types import LSN, Epoch, PageNo, SegmentId
 
 PEERS = tuple(SegmentId(f"v/pg0/s{slot}") for slot in range(6))
@@ -127,6 +127,6 @@ def test_encode_write_batch_matches_the_generic_encoder(truncation: Truncation |
     msg = batch(HOSTED[0], 0, 3, epoch=2)
     msg = WriteBatch(msg.segment, msg.epoch, msg.writer, msg.prev_through, msg.through,
                      msg.records, truncation, LSN(1), LSN(2), LSN(3))
-    records = [r.to_wire() for r in msg.records]
+    records = encode_block(msg.records)
     assert wire.encode_write_batch(msg, records) == wire.encode(msg)
     assert wire.decode(WriteBatch, wire.encode_write_batch(msg, records)) == msg

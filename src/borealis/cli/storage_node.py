@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
+import time
 from pathlib import Path
 
 from borealis.errors import ConfigError
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if args.ready_file is not None:
             tmp = args.ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"address": f"{bound_host}:{bound_port}",
-                                       "pid": __import__("os").getpid(), "node": node_id,
+                                       "pid": os.getpid(), "node": node_id,
                                        "az": args.az}))
             tmp.replace(args.ready_file)
         print(f"storage node {node_id} ({args.az}) serving on {bound_host}:{bound_port}",
@@ -60,5 +62,18 @@ def run(args: argparse.Namespace) -> int:
         await stop.wait()
         await node.close()
 
-    run_loop(main())
+    profile_path = os.environ.get("BOREALIS_PROFILE_DIR")
+    if not profile_path:
+        run_loop(main())
+        return 0
+    # A developer's tool: profile the node's CPU while it runs (bench/README).
+    import cProfile
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    try:
+        run_loop(main())
+    finally:
+        profiler.disable()
+        profiler.dump_stats(str(Path(profile_path) / f"{node_id}.prof"))
     return 0

@@ -85,14 +85,21 @@ class WriteBatch:
             )
         if len(self.records) > BATCH_RECORDS_MAX:
             raise ProtocolError(f"batch of {len(self.records)} records > {BATCH_RECORDS_MAX}")
+
+    def check_records(self) -> None:
+        """Raise ProtocolError unless the records are in order, inside the batch's range and
+        of no later epoch than it. Called by the segment that receives the batch rather than
+        on construction: a writer builds six batches of the same records every flush."""
         last = self.prev_through
+        through = self.through
+        epoch = self.epoch
         for record in self.records:
-            if not last < record.lsn <= self.through:
+            if not last < record.lsn <= through:
                 raise ProtocolError(
-                    f"batch ({self.prev_through}, {self.through}]: record lsn={record.lsn} "
+                    f"batch ({self.prev_through}, {through}]: record lsn={record.lsn} "
                     "out of order or out of range"
                 )
-            if record.epoch > self.epoch:
+            if record.epoch > epoch:
                 raise ProtocolError(f"record lsn={record.lsn} from a future epoch")
             last = record.lsn
 

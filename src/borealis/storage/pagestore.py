@@ -114,6 +114,17 @@ def _verified(segment_key: str, page: int, lsn: int, crc: int, image: bytes) -> 
     return image
 
 
+def _each_version_at(store: PageStore, segment_key: str, pages: Iterable[int],
+                     lsn: int) -> dict[int, tuple[int, bytes]]:
+    """``get_versions_at`` one ``get_version_at`` at a time."""
+    found: dict[int, tuple[int, bytes]] = {}
+    for page in pages:
+        version = store.get_version_at(segment_key, page, lsn)
+        if version is not None:
+            found[page] = version
+    return found
+
+
 class PageStore(Protocol):
     """Materialised page versions of the segments a storage node hosts, plus its metadata."""
 
@@ -124,6 +135,13 @@ class PageStore(Protocol):
 
     def get_version_at(self, segment_key: str, page: int, lsn: int) -> tuple[int, bytes] | None:
         """(version_lsn, image) of the newest version with version_lsn <= lsn, CRC verified."""
+        ...
+
+    def get_versions_at(self, segment_key: str, pages: Iterable[int],
+                        lsn: int) -> dict[int, tuple[int, bytes]]:
+        """``get_version_at`` of each page (all at ``lsn``) in one read: the pages that have
+        a version there, mapped to it. Coalescing reads its bases this way: one transaction
+        a pass rather than one a record."""
         ...
 
     def versions(self, segment_key: str, page: int) -> list[int]:
@@ -259,6 +277,10 @@ class MemoryPageStore:
             version_lsn = lsns[index - 1]
             crc, image = self._versions[(segment_key, page, version_lsn)]
         return version_lsn, _verified(segment_key, page, version_lsn, crc, image)
+
+    def get_versions_at(self, segment_key: str, pages: Iterable[int],
+                        lsn: int) -> dict[int, tuple[int, bytes]]:
+        return _each_version_at(self, segment_key, pages, lsn)
 
     def versions(self, segment_key: str, page: int) -> list[int]:
         _check_segment_key(segment_key)
@@ -478,30 +500,40 @@ class LmdbPageStore:
         self._write(body)
 
     def get_version_at(self, segment_key: str, page: int, lsn: int) -> tuple[int, bytes] | None:
+        return self.get_versions_at(segment_key, (page,), lsn).get(page)
+
+    def get_versions_at(self, segment_key: str, pages: Iterable[int],
+                        lsn: int) -> dict[int, tuple[int, bytes]]:
         _check_segment_key(segment_key)
-        _check_page(page)
         _check_query_lsn(lsn)
-        page_prefix = segment_key.encode() + b"\0" + _PAGE.pack(page)
-        target = page_prefix + _PAGE.pack(lsn)
+        prefix = segment_key.encode() + b"\0"
+        queries: list[tuple[int, bytes, bytes]] = []
+        for page in pages:
+            _check_page(page)
+            page_prefix = prefix + _PAGE.pack(page)
+            queries.append((page, page_prefix, page_prefix + _PAGE.pack(lsn)))
 
-        def body(txn: lmdb.Transaction) -> tuple[bytes, bytes] | None:
+        def body(txn: lmdb.Transaction) -> list[tuple[int, int, bytes]]:
             cursor = txn.cursor(db=self._versions)
-            if cursor.set_range(target):
-                if cursor.key() != target and not cursor.prev():
-                    return None
-            elif not cursor.last():
-                return None
-            key = bytes(cursor.key())
-            if len(key) != len(target) or not key.startswith(page_prefix):
-                return None
-            return key, bytes(cursor.value())
+            found: list[tuple[int, int, bytes]] = []
+            for page, page_prefix, target in queries:
+                if cursor.set_range(target):
+                    if cursor.key() != target and not cursor.prev():
+                        continue
+                elif not cursor.last():
+                    continue
+                key = bytes(cursor.key())
+                if len(key) != len(target) or not key.startswith(page_prefix):
+                    continue
+                version_lsn = _PAGE.unpack_from(key, len(page_prefix))[0]
+                found.append((page, version_lsn, bytes(cursor.value())))
+            return found
 
-        found = self._read(body)
-        if found is None:
-            return None
-        key, value = found
-        version_lsn = _PAGE.unpack_from(key, len(page_prefix))[0]
-        return version_lsn, _lmdb_image(segment_key, page, version_lsn, value)
+        # CRCs are verified outside the store's lock.
+        return {
+            page: (version_lsn, _lmdb_image(segment_key, page, version_lsn, value))
+            for page, version_lsn, value in self._read(body)
+        }
 
     def versions(self, segment_key: str, page: int) -> list[int]:
         _check_segment_key(segment_key)
@@ -795,6 +827,10 @@ class SqlitePageStore:
             return None
         version_lsn, crc, image = row
         return version_lsn, _verified(segment_key, page, version_lsn, crc, image)
+
+    def get_versions_at(self, segment_key: str, pages: Iterable[int],
+                        lsn: int) -> dict[int, tuple[int, bytes]]:
+        return _each_version_at(self, segment_key, pages, lsn)
 
     def versions(self, segment_key: str, page: int) -> list[int]:
         _check_segment_key(segment_key)

@@ -45,7 +45,13 @@ from borealis.storage.messages import (
     WriteBatch,
 )
 from borealis.storage.pagestore import PageStore
-from borealis.storage.record import RecordKind, RedoRecord
+from borealis.storage.record import (
+    FLAG_CPL,
+    RecordKind,
+    RedoRecord,
+    decode_block,
+    encode_block,
+)
 from borealis.types import LSN, Epoch, MembershipEpoch, PageNo, SegmentId
 
 log = logging.getLogger(__name__)
@@ -153,8 +159,8 @@ class Segment:
         """Apply one logged entry: the only way durable state changes."""
         kind = entry[0]
         if kind == "cover":
-            _, start, end, wires = entry
-            self._apply_cover(start, end, (RedoRecord.from_wire(wire) for wire in wires))
+            _, start, end, block = entry
+            self._apply_cover(start, end, _logged_records(block))
         elif kind == "epoch":
             _, epoch, writer = entry
             assert epoch >= self.epoch
@@ -219,14 +225,24 @@ class Segment:
         self.coverage.add(start, end)
 
     def _add_record(self, record: RedoRecord) -> None:
-        if record.lsn <= self.records_floor or record.lsn in self.records:
+        lsn = record.lsn
+        if lsn <= self.records_floor or lsn in self.records:
             return
-        if self.truncations and any(t.voids(record) for t in self.truncations):
+        # A truncation voids only records of epochs older than its own; the list is sorted
+        # by epoch, so the newest writer's records skip the scan.
+        truncations = self.truncations
+        if truncations and record.epoch < truncations[-1].epoch and any(
+            t.voids(record) for t in truncations
+        ):
             return
-        self.records[record.lsn] = record
-        bisect.insort(self.record_lsns, record.lsn)
-        bisect.insort(self.page_lsns.setdefault(record.page, []), record.lsn)
-        if record.is_cpl:
+        self.records[lsn] = record
+        lsns = self.record_lsns
+        if not lsns or lsns[-1] < lsn:
+            lsns.append(lsn)
+        else:
+            bisect.insort(lsns, lsn)
+        bisect.insort(self.page_lsns.setdefault(record.page, []), lsn)
+        if record.flags & FLAG_CPL:
             i = bisect.bisect_left(self.cpls, record.lsn)
             if i == len(self.cpls) or self.cpls[i] != record.lsn:
                 self.cpls.insert(i, record.lsn)
@@ -288,6 +304,7 @@ class Segment:
 
     def on_write(self, msg: WriteBatch) -> tuple[list[Entry], WriteAck]:
         self._check_epoch(msg.epoch, "write")
+        msg.check_records()
         entries: list[Entry] = []
         if msg.truncation is not None and msg.truncation not in self.truncations:
             # Only records at or below a writer's VDL are materialised, and a recovering
@@ -305,13 +322,14 @@ class Segment:
         if msg.through > msg.prev_through and not self.coverage.covers(
             msg.prev_through, msg.through
         ):
+            first_page = self.first_page
+            end_page = first_page + self.pg_pages
             for record in msg.records:
-                self._check_page(record)
+                if not first_page <= record.page < end_page:
+                    self._check_page(record)
                 # Before any entry is applied: a handler that raises must change nothing.
                 record.verify()
-            entries.append(
-                ("cover", msg.prev_through, msg.through, [r.to_wire() for r in msg.records])
-            )
+            entries.append(("cover", msg.prev_through, msg.through, encode_block(msg.records)))
             self.stats.records_received += len(msg.records)
         for entry in entries:
             if entry[0] == "cover":
@@ -372,6 +390,17 @@ class Segment:
             # it was there.
             return self.parent.version_at(page, self.parent.branch_lsn)
         return base
+
+    def _bases(self, pages: Iterable[int], lsn: int) -> dict[int, tuple[int, bytes]]:
+        """``_base`` of many pages, in one read of the page store."""
+        bases = self.store.get_versions_at(self.key, pages, lsn)
+        if self.parent is not None:
+            for page in pages:
+                if page not in bases:
+                    base = self._base(page, lsn)
+                    if base is not None:
+                        bases[page] = base
+        return bases
 
     def materialise(self, page: int, read_point: int) -> PageVersion:
         base = self._base(page, min(read_point, self.coalesced))
@@ -488,7 +517,7 @@ class Segment:
             for record in records:
                 record.verify()
             if covered_to > msg.after and (pages or not self.coverage.covers(msg.after, covered_to)):
-                entries.append(("cover", msg.after, covered_to, [r.to_wire() for r in records]))
+                entries.append(("cover", msg.after, covered_to, encode_block(records)))
                 self.stats.gossip_records_in += len(records)
         return self._apply_all(entries), pages
 
@@ -541,13 +570,15 @@ class Segment:
         if len(lsns) > limit:
             lsns = lsns[:limit]
             upto = lsns[-1]
+        records = self.records
+        bases = self._bases({records[lsn].page for lsn in lsns}, self.coalesced)
         images: dict[int, tuple[int, bytes | None]] = {}
         for lsn in lsns:
-            record = self.records[lsn]
+            record = records[lsn]
             if record.page in images:
                 version, image = images[record.page]
             else:
-                base = self._base(record.page, self.coalesced)
+                base = bases.get(record.page)
                 version, image = (base[0], base[1]) if base is not None else (0, None)
             if not record.crc_ok():
                 self.unlogged.extend(self._found_corrupt_record(record))
@@ -630,3 +661,15 @@ class Segment:
                     self.stats.corrupt_found += 1
                     effects.append(RepairNeeded(PageNo(page), LSN(version)))
         return effects
+
+
+def _logged_records(block: Any) -> Iterable[RedoRecord]:
+    """The records of a logged ``cover`` entry, CRC-checked: a block, or (in logs written
+    before record blocks) an array of records."""
+    if type(block) is bytes:
+        records: Iterable[RedoRecord] = decode_block(block)
+    else:
+        records = [RedoRecord.from_wire(item, verify=False) for item in block]
+    for record in records:
+        record.verify()
+    return records

@@ -42,7 +42,7 @@ from borealis.storage.messages import (
     WriteAck,
     WriteBatch,
 )
-from borealis.storage.record import RedoRecord
+from borealis.storage.record import encode_block
 from borealis.transport.pool import ConnectionPool
 from borealis.types import (
     LSN,
@@ -319,7 +319,7 @@ class VolumeClient:
             elif isinstance(msg, QueryCpl):
                 out = recovery.on_cpl(msg.segment, LSN(int(reply)))
             elif isinstance(msg, ReadRecords):
-                records = tuple(RedoRecord.from_wire(r) for r in reply[0])
+                records = wire.decode_records(reply[0], verify=True)
                 out = recovery.on_records(msg.segment, records, LSN(int(reply[1])))
             elif isinstance(msg, WriteBatch):
                 out = recovery.on_ack(wire.decode(WriteAck, reply))
@@ -382,13 +382,13 @@ class VolumeClient:
         batches = core.flush()
         self.stats.flushes += 1
         # The six batches of a PG share one records tuple: encode its records once.
-        encoded: dict[int, list[Any]] = {}
+        encoded: dict[int, bytes] = {}
         # One request per node, carrying the batches of every segment it hosts.
         by_address: dict[str, list[tuple[SegmentId, list[Any]]]] = {}
         for batch in batches:
             records = encoded.get(id(batch.records))
             if records is None:
-                records = encoded[id(batch.records)] = [r.to_wire() for r in batch.records]
+                records = encoded[id(batch.records)] = encode_block(batch.records)
             body = _encode_batch(batch, records)
             by_address.setdefault(self._addresses[batch.segment], []).append(
                 (batch.segment, body)
@@ -397,7 +397,7 @@ class VolumeClient:
             self.stats.batches_sent += len(items)
             self._send_many(address, items)
 
-    def _send_batch(self, batch: WriteBatch, records: list[Any] | None = None) -> None:
+    def _send_batch(self, batch: WriteBatch, records: bytes | None = None) -> None:
         body = wire.encode(batch) if records is None else _encode_batch(batch, records)
         self.stats.batches_sent += 1
         self._spawn(self._write(batch.segment, body))
@@ -644,5 +644,5 @@ def _request(msg: Any) -> tuple[str, Any]:
     raise AssertionError(f"no method for {msg!r}")
 
 
-def _encode_batch(batch: WriteBatch, records: list[Any]) -> list[Any]:
+def _encode_batch(batch: WriteBatch, records: bytes) -> list[Any]:
     return wire.encode_write_batch(batch, records)

@@ -60,7 +60,7 @@ class Geometry:
         return -(-self.pages_max // self.pg_pages)
 
     def pg_of(self, page: int) -> PgIndex:
-        if not 0 <= page < self.pages_max:
+        if not 0 <= page < self.volume_bytes_max // self.page_size:
             raise VolumeFullError(
                 f"page {page} is beyond the volume maximum of {self.volume_bytes_max} bytes "
                 f"({self.pages_max} pages of {self.page_size} bytes)"

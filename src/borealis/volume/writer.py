@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 LAL_DEFAULT = 100_000
 """LSN allocation limit: the writer never allocates more than this above VDL."""
 
+_IMAGE_TAG = int(delta.DeltaFormat.IMAGE)
+"""The first byte of a ``delta.encode`` payload that is a full image."""
+
 GROUP_RECORDS_MAX = 10_000
 """Records in one commit group; a bigger transaction is split by the caller."""
 
@@ -145,28 +148,34 @@ class WriterCore:
         assert writes, "a commit group has at least one page"
         assert len(writes) <= GROUP_RECORDS_MAX
         assert len(writes) <= self.room(), "caller must wait for room() (LAL)"
-        assert not self.pgs_needed([w.page for w in writes]), "caller must add PGs first"
+        pg_of = self.geometry.pg_of
+        pgs = [pg_of(w.page) for w in writes]
+        pending = self.pending
+        assert all(pg in pending for pg in pgs), "caller must add PGs first (pgs_needed)"
+        page_versions = self.page_versions
+        pg_last_lsn = self.pg_last_lsn
+        epoch = self.epoch
+        make = RedoRecord.make
         last = len(writes) - 1
         lsn = self.next_lsn
         for i, w in enumerate(writes):
-            pg = self.geometry.pg_of(w.page)
-            base_version = self.page_versions.get(w.page, LSN(0))
+            pg = pgs[i]
+            base_version = page_versions.get(w.page, 0)
+            kind = RecordKind.IMAGE
             if w.base is not None and base_version:
                 payload = delta.encode(w.base, w.new)
-                kind = RecordKind.DELTA if payload[0] != delta.DeltaFormat.IMAGE else \
-                    RecordKind.IMAGE
+                if payload[0] != _IMAGE_TAG:
+                    kind = RecordKind.DELTA
             else:
                 payload = delta.encode(None, w.new)
-                kind = RecordKind.IMAGE
-            record = RedoRecord.make(
+            pending[pg].append(make(
                 lsn, w.page, payload, kind=kind,
                 prev_page_lsn=base_version if kind == RecordKind.DELTA else 0,
-                prev_pg_lsn=self.pg_last_lsn.get(pg, LSN(0)),
-                epoch=self.epoch, flags=FLAG_CPL if i == last else 0,
-            )
-            self.pending[pg].append(record)
-            self.pg_last_lsn[pg] = LSN(lsn)
-            self.page_versions[w.page] = LSN(lsn)
+                prev_pg_lsn=pg_last_lsn.get(pg, 0),
+                epoch=epoch, flags=FLAG_CPL if i == last else 0,
+            ))
+            pg_last_lsn[pg] = LSN(lsn)
+            page_versions[w.page] = LSN(lsn)
             lsn = LSN(lsn + 1)
         commit = LSN(lsn - 1)
         self.next_lsn = lsn
