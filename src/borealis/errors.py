@@ -110,6 +110,51 @@ class TransportError(RetryableError):
     code = "transport"
 
 
+class EngineError(BorealisError):
+    """A database instance refused or failed a statement. ``sqlstate`` is the PostgreSQL
+    SQLSTATE the wire protocol reports for it."""
+
+    code = "engine"
+    sqlstate = "XX000"
+
+
+class SqlError(EngineError):
+    """SQLite refused the statement (a syntax error, a constraint, a missing table...)."""
+
+    code = "sql"
+    sqlstate = "42000"
+
+
+class UnsafeSettingError(EngineError):
+    """A setting that would break durability or the shared volume (journal_mode=OFF/WAL,
+    synchronous=OFF, locking_mode=EXCLUSIVE, ATTACH of another file)."""
+
+    code = "unsafe_setting"
+    sqlstate = "0A000"
+
+
+class SerializationError(EngineError, RetryableError):
+    """The transaction must be retried: it read, then wanted to write while another
+    session held the write lock (waiting could deadlock)."""
+
+    code = "serialization"
+    sqlstate = "40001"
+
+
+class LockTimeoutError(EngineError, RetryableError):
+    """The write lock was not free within the lock timeout."""
+
+    code = "lock_timeout"
+    sqlstate = "55P03"
+
+
+class ReadOnlyError(EngineError):
+    """A write on a reader (replica) instance."""
+
+    code = "read_only"
+    sqlstate = "25006"
+
+
 ERROR_TYPES: dict[str, type[BorealisError]] = {
     cls.code: cls
     for cls in (
@@ -129,5 +174,11 @@ ERROR_TYPES: dict[str, type[BorealisError]] = {
         FencedError,
         QuorumUnavailableError,
         TransportError,
+        EngineError,
+        SqlError,
+        UnsafeSettingError,
+        SerializationError,
+        LockTimeoutError,
+        ReadOnlyError,
     )
 }

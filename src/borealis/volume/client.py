@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
+import itertools
 import logging
 import random
 import time
@@ -95,7 +97,9 @@ class VolumeClient:
         self.core: WriterCore | None = None
         self.recovery_result: RecoveryResult | None = None
         self.stats = ClientStats()
-        self._waiters: collections.deque[tuple[LSN, asyncio.Future[LSN]]] = collections.deque()
+        # Who waits for VDL to reach an LSN, as a heap: (lsn, tie-breaker, future).
+        self._waiters: list[tuple[LSN, int, asyncio.Future[LSN]]] = []
+        self._waiter_seq = itertools.count()
         self._room = asyncio.Event()
         self._flush_scheduled = False
         self._grow_lock = asyncio.Lock()
@@ -134,7 +138,7 @@ class VolumeClient:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._resend_task is not None:
             await asyncio.gather(self._resend_task, return_exceptions=True)
-        for _, future in self._waiters:
+        for _, _, future in self._waiters:
             if not future.done():
                 future.set_exception(TransportError("volume client closed"))
         await self.pool.close()
@@ -336,6 +340,16 @@ class VolumeClient:
 
     async def commit(self, writes: Sequence[PageWrite]) -> LSN:
         """Append one transaction's page writes; return its commit LSN once durable."""
+        lsn = await self.append(writes)
+        await self.wait_durable(lsn)
+        self.stats.commits += 1
+        return lsn
+
+    async def append(self, writes: Sequence[PageWrite]) -> LSN:
+        """Append one transaction's page writes and return its commit LSN at once, before it
+        is durable (``wait_durable``): a database instance releases its write lock here.
+        The records get consecutive LSNs in the order of ``writes``, ending at the one
+        returned. Waits only for room (LAL) and for the volume to grow."""
         core = self._writer()
         needed = core.pgs_needed([w.page for w in writes])
         if needed:
@@ -343,12 +357,20 @@ class VolumeClient:
         while core.room() < len(writes):
             self._room.clear()
             await self._room.wait()
-            if core.fenced:
-                break
+            core = self._writer()
         lsn = core.append_group(writes)
-        future: asyncio.Future[LSN] = asyncio.get_running_loop().create_future()
-        self._waiters.append((lsn, future))
         self._schedule_flush()
+        return lsn
+
+    async def wait_durable(self, lsn: LSN) -> LSN:
+        """Return once VDL covers ``lsn``; FencedError if this writer is fenced first (then
+        the outcome of what it appended above its VDL is for the new writer to decide)."""
+        core = self._writer()
+        if lsn <= core.vdl:
+            return lsn
+        assert lsn <= core.allocated, f"LSN {lsn} was never allocated"
+        future: asyncio.Future[LSN] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (lsn, next(self._waiter_seq), future))
         return await future
 
     def _writer(self) -> WriterCore:
@@ -505,10 +527,9 @@ class VolumeClient:
     def _release(self, vdl: LSN) -> None:
         waiters = self._waiters
         while waiters and waiters[0][0] <= vdl:
-            lsn, future = waiters.popleft()
+            lsn, _, future = heapq.heappop(waiters)
             if not future.done():
                 future.set_result(lsn)
-            self.stats.commits += 1
         self._room.set()
 
     def _fenced(self, newer: int) -> None:
@@ -519,7 +540,7 @@ class VolumeClient:
         if not core.fenced:
             return
         while self._waiters:
-            _, future = self._waiters.popleft()
+            _, _, future = heapq.heappop(self._waiters)
             if not future.done():
                 future.set_exception(FencedError(
                     f"writer {self.writer_id} was fenced by epoch {newer}: the commit's "

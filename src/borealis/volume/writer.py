@@ -41,6 +41,10 @@ class PageWrite:
     page: PageNo
     new: bytes
     base: bytes | None = None
+    base_version: LSN | None = None
+    """The version ``base`` is, when the caller knows it: the writer then sends a delta
+    only if that is the version it last wrote or read of the page (otherwise an image), so
+    a delta is never made against other bytes than the ones storage will apply it to."""
 
 
 class WriterCore:
@@ -162,7 +166,9 @@ class WriterCore:
             pg = pgs[i]
             base_version = page_versions.get(w.page, 0)
             kind = RecordKind.IMAGE
-            if w.base is not None and base_version:
+            if w.base is not None and base_version and (
+                w.base_version is None or w.base_version == base_version
+            ):
                 payload = delta.encode(w.base, w.new)
                 if payload[0] != _IMAGE_TAG:
                     kind = RecordKind.DELTA

@@ -1,0 +1,329 @@
+"""A database instance's SQL engine: SQLite sessions over the shared volume.
+
+``Database`` lives on the instance's asyncio loop with its ``VolumeClient``; SQL runs in
+worker threads, one per session (a session waiting for the write lock must never take the
+thread that the lock holder needs to commit). The VFS (``borealis.engine.vfs``) calls back
+into the loop for page reads and to hand commit groups to the volume.
+
+A statement's answer waits for durability: the session returns its rows only once VDL
+covers both its own commit (if it wrote) and every page version it read (DESIGN decision
+6: a commit is acknowledged only when durable, and no session sees data that is not). The
+write lock is released earlier, when the commit group is handed to the volume, so commits
+of several sessions pipeline and share flushes (group commit).
+
+Settings that would break durability or the shared volume are refused with
+``UnsafeSettingError`` (through SQLite's authorizer, which sees every PRAGMA and ATTACH
+before it runs): ``journal_mode`` other than MEMORY, ``synchronous=OFF``,
+``locking_mode=EXCLUSIVE``, a ``page_size`` other than the volume's, ``ATTACH``. A
+transaction that must be retried (it read, then wanted the write lock while another session
+held it) fails with ``SerializationError``; waiting for the write lock is bounded by
+``lock_timeout_s`` (``LockTimeoutError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+from borealis.engine.pagecache import CACHE_BYTES_DEFAULT, PageCache
+from borealis.engine.vfs import DATABASE_FILE, VolumeFile, VolumeState, VolumeVfs
+from borealis.errors import (
+    BorealisError,
+    EngineError,
+    FencedError,
+    LockTimeoutError,
+    SerializationError,
+    SqlError,
+    StorageError,
+    UnsafeSettingError,
+)
+from borealis.types import LSN
+from borealis.volume.client import VolumeClient
+from borealis.volume.writer import PageWrite
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_S_DEFAULT = 10.0
+READ_TIMEOUT_S = 30.0
+"""A page read that storage cannot answer in this long fails the statement (an I/O error)."""
+BUSY_WAIT_SLICE_S = 0.05
+SQLITE_CACHE_KIB = 2000
+"""SQLite's own per-connection page cache, in KiB (its default). The process-wide cache
+behind the VFS (``cache_bytes``) is what the instance is sized by."""
+
+_vfs_names = itertools.count(1)
+
+_ALLOWED_JOURNAL_MODES = {"memory"}
+_UNSAFE_SYNCHRONOUS = {"off", "0"}
+
+
+class LoopBackend:
+    """The VFS's ``Backend`` on a ``VolumeClient`` that runs on ``loop`` (another thread)."""
+
+    def __init__(self, client: VolumeClient, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.loop = loop
+        self.page_size = client.spec.geometry.page_size
+
+    def _run(self, coro: Any, timeout_s: float | None) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise StorageError(f"the volume did not answer within {timeout_s} s") from exc
+
+    def read_page(self, page: int, read_point: LSN | None) -> tuple[LSN, bytes | None]:
+        reply = self._run(self.client.read_page(page, read_point), READ_TIMEOUT_S)
+        return reply.version, reply.image
+
+    def append(self, writes: Sequence[PageWrite]) -> LSN:
+        return self._run(self.client.append(writes), None)  # type: ignore[no-any-return]
+
+    def durable_lsn(self) -> LSN:
+        return self.client.vdl
+
+
+@dataclass
+class Result:
+    """What a statement returned: its rows, their column names, and the rows it changed."""
+
+    rows: list[tuple[Any, ...]]
+    columns: list[str] = field(default_factory=list)
+    changes: int = 0
+
+
+@dataclass
+class DatabaseStats:
+    statements: int = 0
+    commits: int = 0
+    serialization_failures: int = 0
+    lock_timeouts: int = 0
+    durability_wait_s: float = 0.0
+
+
+class Database:
+    """The SQL engine of one writer instance on one volume (readers: a later step)."""
+
+    def __init__(self, client: VolumeClient, *, cache_bytes: int = CACHE_BYTES_DEFAULT,
+                 lock_timeout_s: float = LOCK_TIMEOUT_S_DEFAULT) -> None:
+        self.client = client
+        self.lock_timeout_s = lock_timeout_s
+        self.cache = PageCache(cache_bytes)
+        self.stats = DatabaseStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state: VolumeState | None = None
+        self._vfs: VolumeVfs | None = None
+        self._open_lock = threading.Lock()
+        self._sessions: set[Session] = set()
+        self._closed = False
+        self._pin_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open_writer(cls, client: VolumeClient, **kwargs: Any) -> Database:
+        """Recover the volume as its writer (fencing any older one) and open the engine."""
+        if client.core is None:
+            await client.open_writer()
+        db = cls(client, **kwargs)
+        db._start(asyncio.get_running_loop())
+        return db
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        backend = LoopBackend(self.client, loop)
+        self._state = VolumeState(backend, self.cache)
+        name = f"borealis-{self.client.spec.geometry.volume}-{next(_vfs_names)}"
+        self._vfs = VolumeVfs(name, self._state)
+        self._pin_task = loop.create_task(self._track_vdl())
+
+    async def _track_vdl(self) -> None:
+        """Keep the cache's pin at VDL: versions above it cannot be evicted."""
+        while not self._closed:
+            self.cache.pin_above = self.client.vdl
+            await asyncio.sleep(0.01)
+
+    @property
+    def vdl(self) -> LSN:
+        return self.client.vdl
+
+    async def session(self) -> Session:
+        session = Session(self)
+        await session._open()
+        self._sessions.add(session)
+        return session
+
+    async def close(self) -> None:
+        self._closed = True
+        for session in list(self._sessions):
+            await session.close()
+        if self._pin_task is not None:
+            self._pin_task.cancel()
+            await asyncio.gather(self._pin_task, return_exceptions=True)
+        if self._vfs is not None:
+            self._vfs.unregister()
+
+    async def wait_durable(self, lsn: LSN) -> None:
+        if lsn <= self.client.vdl:
+            return
+        started = time.perf_counter()
+        await self.client.wait_durable(lsn)
+        self.stats.durability_wait_s += time.perf_counter() - started
+
+    # -- run in a session's thread ----------------------------------------------------
+
+    def _connect(self) -> tuple[apsw.Connection, VolumeFile]:
+        assert self._vfs is not None and self._state is not None
+        with self._open_lock:  # so that take_opened() is this connection's file
+            conn = apsw.Connection(DATABASE_FILE, vfs=self._vfs.vfs_name,
+                                   flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+            file = self._vfs.take_opened()
+        page_size = self._state.page_size
+        conn.execute(f"PRAGMA page_size={page_size}")
+        conn.execute("PRAGMA journal_mode=MEMORY")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        return conn, file
+
+
+class Session:
+    """One SQL session: an SQLite connection and the thread it runs in."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="borealis-sql")
+        self._conn: apsw.Connection | None = None
+        self._file: VolumeFile | None = None
+        self._refusal: str | None = None
+        self._waited_s = 0.0
+        self._timed_out = False
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._conn, self._file = await loop.run_in_executor(self._executor, self.db._connect)
+        self._conn.authorizer = self._authorize
+        self._conn.set_busy_handler(self._busy)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn is not None and not self._conn.getautocommit()
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+                      ) -> Result:
+        """Run ``sql`` (one statement or several); the rows of the last one, once every
+        version it read and everything it committed are durable."""
+        if self._conn is None:
+            raise EngineError("the session is closed")
+        loop = asyncio.get_running_loop()
+        result, wait_for = await loop.run_in_executor(self._executor, self._run, sql, params)
+        self.db.stats.statements += 1
+        if wait_for:
+            await self.db.wait_durable(wait_for)
+        return result
+
+    def _run(self, sql: str, params: Any) -> tuple[Result, LSN]:
+        conn, file = self._conn, self._file
+        assert conn is not None and file is not None
+        file.max_version_read = LSN(0)
+        file.commit_lsn = LSN(0)
+        file.failure = None
+        self._refusal = None
+        self._waited_s = 0.0
+        self._timed_out = False
+        commits_before = self.db._state.commits if self.db._state else 0
+        changes_before = conn.total_changes()
+        try:
+            cursor = conn.execute(sql, params)
+            try:
+                columns = [d[0] for d in cursor.getdescription()]
+            except apsw.ExecutionCompleteError:
+                columns = []  # the last statement returns no rows
+            rows = cursor.fetchall()
+        except apsw.AuthError as exc:
+            if self._refusal is not None:
+                raise UnsafeSettingError(self._refusal) from None
+            raise SqlError(str(exc)) from None
+        except apsw.BusyError:
+            if self._timed_out:
+                self.db.stats.lock_timeouts += 1
+                raise LockTimeoutError(
+                    f"the write lock was not free within {self.db.lock_timeout_s} s"
+                ) from None
+            self.db.stats.serialization_failures += 1
+            raise SerializationError(
+                "could not serialize access: another session holds the write lock; "
+                "retry the transaction"
+            ) from None
+        except apsw.Error as exc:
+            failure = file.failure
+            if isinstance(failure, BorealisError):
+                raise failure from None
+            raise SqlError(f"{exc}") from None
+        if self.db._state is not None and self.db._state.commits > commits_before:
+            self.db.stats.commits += 1
+        result = Result(rows, columns, conn.total_changes() - changes_before)
+        return result, LSN(max(file.max_version_read, file.commit_lsn))
+
+    def _authorize(self, op: int, p1: str | None, p2: str | None, dbname: str | None,
+                   trigger: str | None) -> int:
+        if op == apsw.SQLITE_ATTACH:
+            self._refusal = ("ATTACH is not supported: a Borealis database is one volume, "
+                             "and other files would not be replicated")
+            return apsw.SQLITE_DENY
+        if op == apsw.SQLITE_PRAGMA and p1 is not None and p2 is not None:
+            name, value = p1.lower(), str(p2).strip().strip("'\"").lower()
+            refusal = _pragma_refusal(name, value, self.db)
+            if refusal is not None:
+                self._refusal = refusal
+                return apsw.SQLITE_DENY
+        return apsw.SQLITE_OK
+
+    def _busy(self, count: int) -> bool:
+        """SQLite's busy handler: wait for a lock change, up to the lock timeout."""
+        if self._waited_s >= self.db.lock_timeout_s:
+            self._timed_out = True
+            return False
+        state = self.db._state
+        assert state is not None
+        started = time.monotonic()
+        with state.locks.changed:
+            state.locks.changed.wait(BUSY_WAIT_SLICE_S)
+        self._waited_s += time.monotonic() - started
+        return True
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=False)
+        self.db._sessions.discard(self)
+
+
+def _pragma_refusal(name: str, value: str, db: Database) -> str | None:
+    if name == "journal_mode" and value not in _ALLOWED_JOURNAL_MODES:
+        return (f"PRAGMA journal_mode={value} is not supported: Borealis keeps the rollback "
+                "journal in memory (MEMORY); the volume's redo log is the durable log")
+    if name == "synchronous" and value in _UNSAFE_SYNCHRONOUS:
+        return ("PRAGMA synchronous=OFF is not supported: a commit is acknowledged only once "
+                "it is durable on 4 of 6 storage nodes")
+    if name == "locking_mode" and value == "exclusive":
+        return ("PRAGMA locking_mode=EXCLUSIVE is not supported: the sessions of an instance "
+                "share the database")
+    if name == "page_size" and db._state is not None and value != str(db._state.page_size):
+        return (f"PRAGMA page_size={value} is not supported: the volume's page size is "
+                f"{db._state.page_size}")
+    return None
+
+
+def is_fenced(exc: BaseException) -> bool:
+    return isinstance(exc, FencedError)
