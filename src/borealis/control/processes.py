@@ -1,4 +1,4 @@
-"""Local storage-node processes: start, stop, kill -9 and restart them, by PID.
+"""Local storage-node and instance processes: start, stop, kill -9 and restart them, by PID.
 
 Used by ``borealis up`` and by the integration tests. Every process binds to 127.0.0.1,
 writes a ready file with its address once serving, and logs to ``DIR/logs/NODE.log``.
@@ -25,20 +25,26 @@ START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
 
-@dataclass
-class NodeProcess:
-    node: NodeId
-    az: str
+class _Managed:
+    """Start, signal and wait for one local process, by the PID it was started with."""
+
+    pid: int
+    popen: subprocess.Popen[bytes] | None
+    address: str
+    port: int
     data_dir: Path
     log_path: Path
-    port: int = 0
-    pid: int = 0
-    address: str = ""
-    popen: subprocess.Popen[bytes] | None = None
 
     @property
     def ready_file(self) -> Path:
         return self.data_dir / "ready.json"
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self) -> None:
         """Start (or restart on the same port) and wait until it serves."""
@@ -48,10 +54,7 @@ class NodeProcess:
         self.ready_file.unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "borealis", "storage-node", "--az", self.az,
-                 "--data-dir", str(self.data_dir), "--node-id", self.node,
-                 "--listen", f"127.0.0.1:{self.port}", "--ready-file", str(self.ready_file)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.pid = self.popen.pid
@@ -59,16 +62,16 @@ class NodeProcess:
         while not self.ready_file.exists():
             if self.popen.poll() is not None:
                 raise BorealisError(
-                    f"storage node {self.node} exited with {self.popen.returncode} while "
+                    f"{self.label} exited with {self.popen.returncode} while "
                     f"starting; see {self.log_path}"
                 )
             if time.monotonic() > deadline:
                 self.kill()
-                raise BorealisError(f"storage node {self.node} did not start in "
+                raise BorealisError(f"{self.label} did not start in "
                                     f"{START_TIMEOUT_S}s; see {self.log_path}")
             time.sleep(0.02)
-        ready = json.loads(self.ready_file.read_text())
-        self.address = ready["address"]
+        self.ready = json.loads(self.ready_file.read_text())
+        self.address = self.ready["address"]
         self.port = int(self.address.rpartition(":")[2])
 
     def alive(self) -> bool:
@@ -114,8 +117,56 @@ class NodeProcess:
             time.sleep(0.05)
         return True
 
+
+@dataclass
+class NodeProcess(_Managed):
+    node: NodeId
+    az: str
+    data_dir: Path
+    log_path: Path
+    port: int = 0
+    pid: int = 0
+    address: str = ""
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"storage node {self.node}"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "borealis", "storage-node", "--az", self.az,
+                "--data-dir", str(self.data_dir), "--node-id", self.node,
+                "--listen", f"127.0.0.1:{self.port}", "--ready-file", str(self.ready_file)]
+
     def info(self) -> NodeInfo:
         return NodeInfo(self.node, self.az, self.address)
+
+
+@dataclass
+class InstanceProcess(_Managed):
+    """A database instance (``borealis instance``) on the volume described by ``volume``."""
+
+    instance_id: str
+    az: str
+    volume: Path
+    data_dir: Path
+    log_path: Path
+    role: str = "writer"
+    port: int = 0
+    pid: int = 0
+    address: str = ""
+    popen: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"instance {self.instance_id}"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "borealis", "instance", "--role", self.role,
+                "--volume", str(self.volume), "--instance-id", self.instance_id,
+                "--az", self.az, "--listen", f"127.0.0.1:{self.port}",
+                "--ready-file", str(self.ready_file), *self.extra_args]
 
 
 def pid_alive(pid: int) -> bool:

@@ -87,7 +87,8 @@ class LoopBackend:
         return reply.version, reply.image
 
     def append(self, writes: Sequence[PageWrite]) -> LSN:
-        return self._run(self.client.append(writes), None)  # type: ignore[no-any-return]
+        lsn: LSN = self._run(self.client.append(writes), None)
+        return lsn
 
     def durable_lsn(self) -> LSN:
         return self.client.vdl
@@ -209,9 +210,10 @@ class Session:
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        self._conn, self._file = await loop.run_in_executor(self._executor, self.db._connect)
-        self._conn.authorizer = self._authorize
-        self._conn.set_busy_handler(self._busy)
+        conn, self._file = await loop.run_in_executor(self._executor, self.db._connect)
+        conn.authorizer = self._authorize
+        conn.set_busy_handler(self._busy)
+        self._conn = conn
 
     @property
     def in_transaction(self) -> bool:

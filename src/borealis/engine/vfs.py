@@ -274,8 +274,8 @@ class VolumeFile:
             while position < len(data):
                 page, within = divmod(offset + position, page_size)
                 take = min(len(data) - position, page_size - within)
-                current = bytearray(self._image(page) if page < self._size_pages() and
-                                    self._image(page) is not None else bytes(page_size))
+                existing = self._image(page) if page < self._size_pages() else None
+                current = bytearray(existing if existing is not None else bytes(page_size))
                 current[within:within + take] = data[position:position + take]
                 self.dirty[page] = bytes(current)
                 position += take

@@ -1,0 +1,48 @@
+"""A client of an instance's control interface (``borealis.engine.instance``): what tests,
+benchmarks and the cluster's control plane use until the PostgreSQL protocol exists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from borealis.engine.database import Result
+from borealis.errors import ProtocolError
+from borealis.transport.rpc import RpcClient, connect
+
+EXECUTE_TIMEOUT_S = 60.0
+
+
+class InstanceClient:
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    @classmethod
+    async def connect(cls, address: str, *, timeout_s: float = 5.0) -> InstanceClient:
+        host, _, port = address.rpartition(":")
+        return cls(await connect(host, int(port), timeout_s=timeout_s))
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None, *,
+                      session: str = "default",
+                      timeout_s: float = EXECUTE_TIMEOUT_S) -> Result:
+        """Run ``sql`` in ``session`` (of this connection); typed errors as raised there."""
+        if params is not None and not isinstance(params, dict):
+            params = list(params)
+        reply = await self.rpc.call("execute", [session, sql, params], timeout_s=timeout_s)
+        try:
+            columns, rows, changes = reply
+            return Result([tuple(row) for row in rows], list(columns), int(changes))
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed execute reply: {exc}") from exc
+
+    async def close_session(self, session: str) -> None:
+        await self.rpc.call("close_session", session, timeout_s=EXECUTE_TIMEOUT_S)
+
+    async def status(self, *, timeout_s: float = 5.0) -> dict[str, Any]:
+        reply = await self.rpc.call("status", None, timeout_s=timeout_s)
+        if not isinstance(reply, dict):
+            raise ProtocolError("malformed status reply")
+        return reply
+
+    async def close(self) -> None:
+        await self.rpc.close()
