@@ -72,58 +72,82 @@ class LockManager:
 
     def __init__(self) -> None:
         self.changed = threading.Condition()
+        self.generation = 0
+        """Counts the releases a waiter may be waiting for (see ``unlock``)."""
         self._shared: set[int] = set()
         self._reserved: int | None = None
         self._pending: int | None = None
         self._exclusive: int | None = None
 
-    def lock(self, owner: int, level: int) -> bool:
-        """Raise ``owner``'s lock to ``level``; False if another connection's lock is in
-        the way (SQLite then calls its busy handler, or gives up at once where waiting
-        could deadlock)."""
+    def lock(self, owner: int, level: int) -> int | None:
+        """Raise ``owner``'s lock to ``level``: None when granted, else the ``generation``
+        at the refusal (SQLite then calls its busy handler, which waits until the
+        generation moves: ``wait_for_release``; or it gives up at once where waiting could
+        deadlock)."""
         with self.changed:
-            if level == LOCK_SHARED:
-                if owner in self._shared:
-                    return True
-                if (self._pending not in (None, owner)) or \
-                        (self._exclusive not in (None, owner)):
-                    return False
-                self._shared.add(owner)
+            if self._lock(owner, level):
+                return None
+            return self.generation
+
+    def _lock(self, owner: int, level: int) -> bool:
+        if level == LOCK_SHARED:
+            if owner in self._shared:
                 return True
-            if level == LOCK_RESERVED:
-                assert owner in self._shared, "RESERVED needs SHARED first"
-                if self._reserved == owner:
-                    return True
-                if self._reserved is not None or self._exclusive is not None:
-                    return False
-                self._reserved = owner
-                return True
-            assert level == LOCK_EXCLUSIVE, level
-            assert owner in self._shared, "EXCLUSIVE needs SHARED first"
-            if self._exclusive == owner:
-                return True
-            if self._pending not in (None, owner):
+            if (self._pending not in (None, owner)) or \
+                    (self._exclusive not in (None, owner)):
                 return False
-            if self._reserved not in (None, owner):
-                return False
-            self._pending = owner  # no new SHARED lock from now on
-            if self._shared - {owner}:
+            self._shared.add(owner)
+            return True
+        if level == LOCK_RESERVED:
+            assert owner in self._shared, "RESERVED needs SHARED first"
+            if self._reserved == owner:
+                return True
+            if self._reserved is not None or self._exclusive is not None:
                 return False
             self._reserved = owner
-            self._exclusive = owner
             return True
+        assert level == LOCK_EXCLUSIVE, level
+        assert owner in self._shared, "EXCLUSIVE needs SHARED first"
+        if self._exclusive == owner:
+            return True
+        if self._pending not in (None, owner):
+            return False
+        if self._reserved not in (None, owner):
+            return False
+        self._pending = owner  # no new SHARED lock from now on
+        if self._shared - {owner}:
+            return False
+        self._reserved = owner
+        self._exclusive = owner
+        return True
 
     def unlock(self, owner: int, level: int) -> None:
+        """Lower ``owner``'s lock. Waiters are woken only by a release they can wait for:
+        a write lock (RESERVED, PENDING, EXCLUSIVE), or a SHARED lock while a writer waits
+        for readers to leave. Waking them on every SHARED release made the refused
+        sessions wake each other in a loop (each retry takes and drops a SHARED lock)."""
         with self.changed:
+            released = owner in (self._exclusive, self._pending, self._reserved)
             if self._exclusive == owner:
                 self._exclusive = None
             if self._pending == owner:
                 self._pending = None
             if self._reserved == owner:
                 self._reserved = None
-            if level == LOCK_NONE:
+            if level == LOCK_NONE and owner in self._shared:
                 self._shared.discard(owner)
-            self.changed.notify_all()
+                released = released or self._pending is not None
+            if released:
+                self.generation += 1
+                self.changed.notify_all()
+
+    def wait_for_release(self, seen_generation: int, timeout_s: float) -> None:
+        """Return once a lock was released since ``seen_generation``, or after
+        ``timeout_s``. Comparing generations means a release between the refusal and
+        this call is not missed."""
+        with self.changed:
+            if self.generation == seen_generation:
+                self.changed.wait(timeout_s)
 
     def reserved(self) -> bool:
         with self.changed:
@@ -229,6 +253,8 @@ class VolumeFile:
         self.commit_lsn = LSN(0)
         # An error the volume raised inside a VFS call: SQLite sees only an error code.
         self.failure: BaseException | None = None
+        # The lock generation when a lock was last refused (LockManager.wait_for_release).
+        self.refused_at = 0
 
     # -- reads and writes -------------------------------------------------------------
 
@@ -355,7 +381,9 @@ class VolumeFile:
     def xLock(self, level: int) -> None:
         if level == LOCK_PENDING:
             level = LOCK_EXCLUSIVE
-        if not self.state.locks.lock(self.owner, level):
+        refused_at = self.state.locks.lock(self.owner, level)
+        if refused_at is not None:
+            self.refused_at = refused_at  # for the session's busy handler
             raise apsw.BusyError("the database is locked by another session")
         self.level = max(self.level, level)
 
