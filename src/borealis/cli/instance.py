@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--az", default="az1", help="availability zone of this instance")
     p.add_argument("--listen", default="127.0.0.1:0",
                    help="HOST:PORT of the control interface (port 0: any free one)")
+    p.add_argument("--writer", help="HOST:PORT of the writer's control interface (readers)")
     p.add_argument("--cache-mib", type=int, default=64, help="page cache size (MiB)")
     p.add_argument("--lock-timeout", type=float, default=10.0,
                    help="seconds a session waits for the write lock")
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     spec = VolumeSpec.load(args.volume)
     config = InstanceConfig(args.instance_id, args.az, args.role,
                             cache_bytes=args.cache_mib * 2**20,
-                            lock_timeout_s=args.lock_timeout)
+                            lock_timeout_s=args.lock_timeout, writer_address=args.writer)
 
     async def main() -> None:
         client = VolumeClient(spec, writer_id=args.instance_id, spec_path=args.volume)
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             await instance.open()
             bound_host, bound_port = await instance.serve(host, port)
         except BaseException:
-            await client.close()
+            await instance.close()
             raise
         if args.ready_file is not None:
             tmp = args.ready_file.with_suffix(".tmp")

@@ -40,12 +40,14 @@ from typing import Any
 import apsw
 
 from borealis.engine.pagecache import CACHE_BYTES_DEFAULT, PageCache
+from borealis.engine.replication import ReaderState
 from borealis.engine.vfs import DATABASE_FILE, VolumeFile, VolumeState, VolumeVfs
 from borealis.errors import (
     BorealisError,
     EngineError,
     FencedError,
     LockTimeoutError,
+    ReadOnlyError,
     SerializationError,
     SqlError,
     StorageError,
@@ -118,7 +120,7 @@ class DatabaseStats:
 
 
 class Database:
-    """The SQL engine of one writer instance on one volume (readers: a later step)."""
+    """The SQL engine of one instance on one volume: the writer, or a reader (replica)."""
 
     def __init__(self, client: VolumeClient, *, cache_bytes: int = CACHE_BYTES_DEFAULT,
                  lock_timeout_s: float = LOCK_TIMEOUT_S_DEFAULT) -> None:
@@ -133,6 +135,7 @@ class Database:
         self._sessions: set[Session] = set()
         self._closed = False
         self._pin_task: asyncio.Task[None] | None = None
+        self.reader = False
 
     @classmethod
     async def open_writer(cls, client: VolumeClient, **kwargs: Any) -> Database:
@@ -140,16 +143,34 @@ class Database:
         if client.core is None:
             await client.open_writer()
         db = cls(client, **kwargs)
-        db._start(asyncio.get_running_loop())
+        db._start(asyncio.get_running_loop(), reader=False)
         return db
 
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+    @classmethod
+    async def open_reader(cls, client: VolumeClient, **kwargs: Any) -> Database:
+        """Open the engine as a reader (replica): read-only sessions at read points that
+        the writer's redo stream brings (``reader_state.apply``)."""
+        client.open_reader()
+        db = cls(client, **kwargs)
+        db._start(asyncio.get_running_loop(), reader=True)
+        return db
+
+    def _start(self, loop: asyncio.AbstractEventLoop, *, reader: bool) -> None:
         self._loop = loop
         backend = LoopBackend(self.client, loop)
-        self._state = VolumeState(backend, self.cache)
+        self.reader = reader
+        if reader:
+            self._state = ReaderState(backend, self.cache)
+        else:
+            self._state = VolumeState(backend, self.cache)
+            self._pin_task = loop.create_task(self._track_vdl())
         name = f"borealis-{self.client.spec.geometry.volume}-{next(_vfs_names)}"
         self._vfs = VolumeVfs(name, self._state)
-        self._pin_task = loop.create_task(self._track_vdl())
+
+    @property
+    def reader_state(self) -> ReaderState:
+        assert isinstance(self._state, ReaderState), "not a reader"
+        return self._state
 
     async def _track_vdl(self) -> None:
         """Keep the cache's pin at VDL: versions above it cannot be evicted."""
@@ -159,6 +180,8 @@ class Database:
 
     @property
     def vdl(self) -> LSN:
+        if isinstance(self._state, ReaderState):
+            return self._state.vdl
         return self.client.vdl
 
     async def session(self) -> Session:
@@ -178,8 +201,8 @@ class Database:
             self._vfs.unregister()
 
     async def wait_durable(self, lsn: LSN) -> None:
-        if lsn <= self.client.vdl:
-            return
+        if self.reader or lsn <= self.client.vdl:
+            return  # a reader reads only at read points at or below a VDL
         started = time.perf_counter()
         await self.client.wait_durable(lsn)
         self.stats.durability_wait_s += time.perf_counter() - started
@@ -188,12 +211,16 @@ class Database:
 
     def _connect(self) -> tuple[apsw.Connection, VolumeFile]:
         assert self._vfs is not None and self._state is not None
+        flags = (apsw.SQLITE_OPEN_READONLY if self.reader
+                 else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
         with self._open_lock:  # so that take_opened() is this connection's file
-            conn = apsw.Connection(DATABASE_FILE, vfs=self._vfs.vfs_name,
-                                   flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+            conn = apsw.Connection(DATABASE_FILE, vfs=self._vfs.vfs_name, flags=flags)
             file = self._vfs.take_opened()
-        page_size = self._state.page_size
-        conn.execute(f"PRAGMA page_size={page_size}")
+        # Another session may hold the write lock: wait for it here too (the session's own
+        # busy handler replaces this once the connection is set up).
+        conn.set_busy_timeout(int(self.lock_timeout_s * 1000))
+        if not self.reader:
+            conn.execute(f"PRAGMA page_size={self._state.page_size}")
         conn.execute("PRAGMA journal_mode=MEMORY")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
@@ -216,7 +243,15 @@ class Session:
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        conn, self._file = await loop.run_in_executor(self._executor, self.db._connect)
+        try:
+            conn, self._file = await loop.run_in_executor(self._executor, self.db._connect)
+        except apsw.BusyError:
+            self._executor.shutdown(wait=False)
+            raise LockTimeoutError("a new session could not read the database: the write "
+                                   f"lock was held for {self.db.lock_timeout_s} s") from None
+        except apsw.Error as exc:
+            self._executor.shutdown(wait=False)
+            raise EngineError(f"cannot open a session: {exc}") from None
         conn.authorizer = self._authorize
         conn.set_busy_handler(self._busy)
         self._conn = conn
@@ -266,6 +301,11 @@ class Session:
             except apsw.ExecutionCompleteError:
                 columns = []  # the last statement returns no rows
             rows = cursor.fetchall()
+        except apsw.ReadOnlyError:
+            raise ReadOnlyError(
+                "cannot execute a write on a reader (replica): it is read-only; send writes "
+                "to the writer (the cluster endpoint)"
+            ) from None
         except apsw.AuthError as exc:
             if self._refusal is not None:
                 raise UnsafeSettingError(self._refusal) from None

@@ -131,6 +131,18 @@ class PageCache:
                 if below.valid_to is None or below.valid_to >= version:
                     below.valid_to = version - 1
 
+    def close_open(self, lsn: int) -> int:
+        """No entry is known valid past ``lsn`` any more (a reader missed part of the
+        redo stream): close every open-ended one there. Returns how many."""
+        closed = 0
+        with self._lock:
+            for page, versions in self._versions.items():
+                entry = self._entries[(page, versions[-1])]
+                if entry.valid_to is None or entry.valid_to > lsn:
+                    entry.valid_to = max(lsn, versions[-1])
+                    closed += 1
+        return closed
+
     def drop_page(self, page: int) -> None:
         with self._lock:
             for version in self._versions.pop(page, []):

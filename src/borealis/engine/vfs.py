@@ -179,7 +179,16 @@ class VolumeState:
             self.cache.put(page, version, image)
         return version, image
 
-    def size_pages(self) -> int:
+    read_only = False
+
+    def begin_read(self) -> LSN | None:
+        """A read transaction's read point: None on the writer, which reads its newest."""
+        return None
+
+    def end_read(self, point: LSN) -> None:
+        pass
+
+    def size_pages(self, read_point: LSN | None = None) -> int:
         """The committed database size, from page 1's header (read once, then kept)."""
         with self._size_lock:
             if self._size_pages is None:
@@ -315,7 +324,9 @@ class VolumeFile:
         self.dirty_size = pages
 
     def _size_pages(self) -> int:
-        return self.dirty_size if self.dirty_size is not None else self.state.size_pages()
+        if self.dirty_size is not None:
+            return self.dirty_size
+        return self.state.size_pages(self.read_point)
 
     def xFileSize(self) -> int:
         return self._size_pages() * self.state.page_size
@@ -381,10 +392,15 @@ class VolumeFile:
     def xLock(self, level: int) -> None:
         if level == LOCK_PENDING:
             level = LOCK_EXCLUSIVE
+        if level >= LOCK_RESERVED and self.state.read_only:
+            raise apsw.ReadOnlyError("a reader (replica) is read-only")
         refused_at = self.state.locks.lock(self.owner, level)
         if refused_at is not None:
             self.refused_at = refused_at  # for the session's busy handler
             raise apsw.BusyError("the database is locked by another session")
+        if self.level == LOCK_NONE:
+            # A read transaction starts: on a reader, at the latest VDL it has.
+            self.read_point = self.state.begin_read()
         self.level = max(self.level, level)
 
     def xUnlock(self, level: int) -> None:
@@ -392,7 +408,8 @@ class VolumeFile:
             self._discard()  # never synced: not a commit
         self.state.locks.unlock(self.owner, level)
         self.level = min(self.level, level)
-        if level == LOCK_NONE:
+        if level == LOCK_NONE and self.read_point is not None:
+            self.state.end_read(self.read_point)
             self.read_point = None
 
     def xCheckReservedLock(self) -> bool:
@@ -412,8 +429,7 @@ class VolumeFile:
     def xClose(self) -> None:
         self._discard()
         if self.level != LOCK_NONE:
-            self.state.locks.unlock(self.owner, LOCK_NONE)
-            self.level = LOCK_NONE
+            self.xUnlock(LOCK_NONE)
 
 
 DATABASE_FILE = "borealis.db"
@@ -436,6 +452,9 @@ class VolumeVfs(apsw.VFS):
             if filename is None or not str(filename).endswith("/" + DATABASE_FILE):
                 raise apsw.CantOpenError(f"only the volume's database can be opened: {filename}")
             file = VolumeFile(self.state)
+            # What the file is opened as: SQLite marks the database read-only only from
+            # these output flags.
+            flags[1] = flags[0] | (apsw.SQLITE_OPEN_READONLY if self.state.read_only else 0)
             with self._opened_lock:
                 self.opened.append(file)
             return file

@@ -19,7 +19,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from borealis.storage.messages import (
     WriteAck,
     WriteBatch,
 )
-from borealis.storage.record import encode_block
+from borealis.storage.record import RedoRecord, encode_block
 from borealis.transport.pool import ConnectionPool
 from borealis.types import (
     LSN,
@@ -106,6 +106,13 @@ class VolumeClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resend_task: asyncio.Task[None] | None = None
         self._read_points: collections.Counter[int] = collections.Counter()
+        # Oldest read points of other instances (replicas): storage keeps what they need.
+        self.external_read_points: dict[str, LSN] = {}
+        # Who follows the redo stream (a writer instance's replication): called with each
+        # commit group's records as it is appended, and with each new VDL.
+        self.on_append: list[Callable[[tuple[RedoRecord, ...]], None]] = []
+        self.on_vdl: list[Callable[[LSN], None]] = []
+        self.reader = False
         self._closed = False
         self._addresses: dict[SegmentId, str] = {}
         self._progress: dict[SegmentId, tuple[LSN, float]] = {}
@@ -360,6 +367,10 @@ class VolumeClient:
             core = self._writer()
         lsn = core.append_group(writes)
         self._schedule_flush()
+        if self.on_append:
+            group = core.last_group
+            for listener in self.on_append:
+                listener(group)
         return lsn
 
     async def wait_durable(self, lsn: LSN) -> LSN:
@@ -400,7 +411,10 @@ class VolumeClient:
         core = self.core
         if core is None or self._closed:
             return
-        core.min_read_point = LSN(min(self._read_points, default=core.vdl))
+        core.min_read_point = LSN(min(
+            min(self._read_points, default=core.vdl),
+            min(self.external_read_points.values(), default=core.vdl),
+        ))
         batches = core.flush()
         self.stats.flushes += 1
         # The six batches of a PG share one records tuple: encode its records once.
@@ -531,6 +545,8 @@ class VolumeClient:
             if not future.done():
                 future.set_result(lsn)
         self._room.set()
+        for listener in self.on_vdl:
+            listener(vdl)
 
     def _fenced(self, newer: int) -> None:
         core = self.core
@@ -575,13 +591,31 @@ class VolumeClient:
 
     # --- reads ----------------------------------------------------------------------------
 
+    def open_reader(self) -> None:
+        """Serve reads only, for a replica: at the read points it gives, from any segment
+        that has caught up to them (a segment behind answers NotCaughtUpError and the read
+        moves on). The PG layouts come from the volume spec, read again from its file when
+        a page lies beyond them (the writer grew the volume)."""
+        assert self.core is None, "a writer's client cannot become a reader"
+        self.reader = True
+
     async def read_page(self, page: int, read_point: LSN | None = None) -> PageVersion:
-        """The page as of ``read_point`` (default: the current VDL)."""
+        """The page as of ``read_point`` (default, for a writer: the current VDL)."""
         core = self.core
-        assert core is not None, "reads need an open writer (readers come with instances)"
-        point = core.vdl if read_point is None else read_point
         pg = self.spec.geometry.pg_of(page)
-        layout = core.layouts.get(pg)
+        if core is not None:
+            point = core.vdl if read_point is None else read_point
+            layout = core.layouts.get(pg)
+        else:
+            assert self.reader, "reads need an open writer or reader"
+            assert read_point is not None, "a reader reads at a read point"
+            point = read_point
+            layout = self.spec.layouts.get(pg)
+            if layout is None and self.spec_path is not None:
+                self.spec = VolumeSpec.load(self.spec_path)
+                for known in self.spec.layouts.values():
+                    self._learn(known)
+                layout = self.spec.layouts.get(pg)
         if layout is None:
             return PageVersion(PageNo(page), LSN(0), None)
         self._read_points[point] += 1
@@ -592,7 +626,8 @@ class VolumeClient:
             self._read_points[point] -= 1
             if not self._read_points[point]:
                 del self._read_points[point]
-        core.note_page_version(page, reply.version)
+        if core is not None:
+            core.note_page_version(page, reply.version)
         return reply
 
     async def _read(self, layout: PgLayout, page: int, point: LSN) -> PageVersion:
@@ -600,11 +635,13 @@ class VolumeClient:
         round: a fast failure moves straight on to the next one, a slow answer is hedged
         with the next one. Segments that failed go last in the next round."""
         core = self.core
-        assert core is not None
         last_error: BorealisError | None = None
         failed: set[SegmentId] = set()
         for _round in range(READ_ATTEMPTS_MAX):
-            ready = [s for s in layout.segment_ids if core.tracker.acked.get(s, LSN(0)) >= point]
+            # A writer knows which segments have caught up to the read point; a reader
+            # tries them all (one behind refuses with NotCaughtUpError).
+            ready = [s for s in layout.segment_ids
+                     if core is None or core.tracker.acked.get(s, LSN(0)) >= point]
             if not ready:
                 await asyncio.sleep(RESEND_EVERY_S)
                 continue

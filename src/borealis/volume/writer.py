@@ -77,6 +77,8 @@ class WriterCore:
         self.page_versions: dict[int, LSN] = {}
         self.min_read_point = start
         self.vdl_sent = start
+        self.last_group: tuple[RedoRecord, ...] = ()
+        """The records of the last ``append_group``, in LSN order (the redo stream)."""
         for pg, layout in self.layouts.items():
             self._add_pg(pg, layout, start)
 
@@ -162,6 +164,7 @@ class WriterCore:
         make = RedoRecord.make
         last = len(writes) - 1
         lsn = self.next_lsn
+        group: list[RedoRecord] = []
         for i, w in enumerate(writes):
             pg = pgs[i]
             base_version = page_versions.get(w.page, 0)
@@ -174,18 +177,21 @@ class WriterCore:
                     kind = RecordKind.DELTA
             else:
                 payload = delta.encode(None, w.new)
-            pending[pg].append(make(
+            record = make(
                 lsn, w.page, payload, kind=kind,
                 prev_page_lsn=base_version if kind == RecordKind.DELTA else 0,
                 prev_pg_lsn=pg_last_lsn.get(pg, 0),
                 epoch=epoch, flags=FLAG_CPL if i == last else 0,
-            ))
+            )
+            pending[pg].append(record)
+            group.append(record)
             pg_last_lsn[pg] = LSN(lsn)
             page_versions[w.page] = LSN(lsn)
             lsn = LSN(lsn + 1)
         commit = LSN(lsn - 1)
         self.next_lsn = lsn
         self.tracker.add_cpl(commit)
+        self.last_group = tuple(group)
         return commit
 
     def note_page_version(self, page: int, version: LSN) -> None:

@@ -1,0 +1,304 @@
+"""The redo stream from a writer instance to its readers (replicas).
+
+The writer sends every commit group's redo records as it hands them to the volume, and
+every VDL advance (``RedoPublisher``). A reader (``ReaderState``) applies the records to
+the pages it has cached (a delta onto the version it was made against), closes the
+validity of the pages it cannot patch, and starts every read transaction at the latest VDL
+it has received: whatever it reads there is durable and committed, and since VDL only ever
+stops at commit points, transactions become visible whole and in commit order. Pages it
+does not hold it reads from storage at that read point, from any segment caught up to it.
+
+A message is ``[prev, last, block, vdl, allocated, sent_at]``: the records with LSNs in
+``(prev, last]`` (a record block), the writer's VDL, its highest allocated LSN and the wall
+time it sent the message. A reader whose position is not ``prev`` missed messages (it was
+slow, or reconnected): it keeps no cached version past its position open-ended
+(``PageCache.close_open``) and goes on from ``last``; the pages it needs again come from
+storage. Nothing is reloaded and nothing is replayed.
+
+The reply is ``[vdl, oldest_read_point]``: how far the reader has come, and the oldest read
+point its transactions use, which the writer passes to storage as the minimum read point
+(storage must keep every version a reader may still read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from borealis import delta
+from borealis.engine.pagecache import PageCache
+from borealis.engine.vfs import Backend, VolumeState
+from borealis.errors import BorealisError, ProtocolError
+from borealis.storage.record import RecordKind, RedoRecord, decode_block, encode_block
+from borealis.types import LSN
+from borealis.volume.client import VolumeClient
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBER_INFLIGHT_MAX = 256
+"""Messages a reader may have unanswered; beyond it the writer drops the reader, which
+subscribes again and catches up from storage."""
+LAG_SAMPLES = 4096
+HEARTBEAT_S = 0.2
+"""An idle writer still sends a message this often; a reader that hears nothing for
+``SILENCE_S`` subscribes again."""
+SILENCE_S = 2.0
+
+Send = Callable[[list[Any]], Awaitable[Any]]
+
+
+@dataclass
+class _Subscriber:
+    name: str
+    send: Send
+    inflight: int = 0
+    vdl: LSN = LSN(0)
+    oldest_read_point: LSN = LSN(0)
+
+
+class RedoPublisher:
+    """The writer's side: one stream position, fanned out to every subscribed reader."""
+
+    def __init__(self, client: VolumeClient) -> None:
+        self.client = client
+        self.position = client.core.allocated if client.core is not None else LSN(0)
+        self.subscribers: dict[str, _Subscriber] = {}
+        self._pending: list[RedoRecord] = []
+        self._vdl = client.vdl
+        self._vdl_sent = LSN(0)
+        self._scheduled = False
+        self._last_sent_s = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        client.on_append.append(self._appended)
+        client.on_vdl.append(self._vdl_moved)
+
+    def subscribe(self, name: str, send: Send) -> dict[str, Any]:
+        """Start streaming to ``name`` from now on (it was told where the stream is)."""
+        self.subscribers[name] = _Subscriber(name, send)
+        self._vdl_sent = LSN(0)  # the new reader needs a VDL to start from
+        self._schedule()
+        return {"position": self.position, "vdl": self.client.vdl}
+
+    def unsubscribe(self, name: str) -> None:
+        self.subscribers.pop(name, None)
+        self.client.external_read_points.pop(name, None)
+
+    def close(self) -> None:
+        for listener_list, listener in ((self.client.on_append, self._appended),
+                                        (self.client.on_vdl, self._vdl_moved)):
+            if listener in listener_list:
+                listener_list.remove(listener)  # type: ignore[arg-type]
+        for task in self._tasks:
+            task.cancel()
+
+    def _appended(self, records: tuple[RedoRecord, ...]) -> None:
+        self._pending.extend(records)
+        self._schedule()
+
+    def _vdl_moved(self, vdl: LSN) -> None:
+        if vdl > self._vdl:
+            self._vdl = vdl
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def heartbeat(self) -> None:
+        """Send a message at least every ``HEARTBEAT_S``, so that readers of an idle
+        writer know it is there (and find out when it is not)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            if time.monotonic() - self._last_sent_s >= HEARTBEAT_S and self.subscribers:
+                self._flush(force=True)
+
+    def _flush(self, *, force: bool = False) -> None:
+        """One message for everything since the last: batched per loop iteration."""
+        self._scheduled = False
+        if not self._pending and self._vdl <= self._vdl_sent and not force:
+            return
+        self._last_sent_s = time.monotonic()
+        records, self._pending = self._pending, []
+        prev = self.position
+        last = LSN(records[-1].lsn) if records else prev
+        self.position = last
+        self._vdl_sent = self._vdl
+        core = self.client.core
+        allocated = core.allocated if core is not None else last
+        message = [prev, last, encode_block(records), self._vdl, allocated, time.time()]
+        for sub in list(self.subscribers.values()):
+            if sub.inflight >= SUBSCRIBER_INFLIGHT_MAX:
+                log.warning("reader %s is %d messages behind: dropped (it catches up from "
+                            "storage when it subscribes again)", sub.name, sub.inflight)
+                self.unsubscribe(sub.name)
+                continue
+            sub.inflight += 1
+            task = asyncio.get_running_loop().create_task(self._send(sub, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, sub: _Subscriber, message: list[Any]) -> None:
+        try:
+            reply = await sub.send(message)
+        except BorealisError as exc:
+            if self.subscribers.get(sub.name) is sub:
+                log.info("reader %s unreachable (%s): dropped", sub.name, exc)
+                self.unsubscribe(sub.name)
+            return
+        finally:
+            sub.inflight -= 1
+        try:
+            vdl, oldest = reply
+            sub.vdl = LSN(int(vdl))
+            sub.oldest_read_point = LSN(int(oldest))
+        except (TypeError, ValueError):
+            log.warning("reader %s sent a malformed redo reply: dropped", sub.name)
+            self.unsubscribe(sub.name)
+            return
+        if self.subscribers.get(sub.name) is sub:
+            self.client.external_read_points[sub.name] = sub.oldest_read_point
+
+
+@dataclass
+class ReplicaStats:
+    messages: int = 0
+    records: int = 0
+    patched: int = 0
+    superseded: int = 0
+    gaps: int = 0
+    lags_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=LAG_SAMPLES))
+    last_lag_ms: float = 0.0
+    lag_lsns: int = 0
+
+
+class ReaderState(VolumeState):
+    """A reader's shared state: the VFS reads through it at each transaction's read point,
+    and ``apply`` feeds it the writer's redo stream."""
+
+    def __init__(self, backend: Backend, cache: PageCache) -> None:
+        super().__init__(backend, cache)
+        self.read_only = True
+        self.position = LSN(0)  # the stream position: every record up to it applied
+        self.vdl = LSN(0)  # the read point of new transactions
+        self.stats = ReplicaStats()
+        self.vdl_changed = threading.Condition()
+        self._apply_lock = threading.Lock()
+        self._last_seen: dict[int, int] = {}  # page -> the newest LSN streamed for it
+        self._read_points: collections.Counter[int] = collections.Counter()
+        self._read_points_lock = threading.Lock()
+
+    # -- read points --------------------------------------------------------------------
+
+    def begin_read(self) -> LSN:
+        """A read transaction starts: its read point is the latest VDL received."""
+        with self._read_points_lock:
+            point = self.vdl
+            self._read_points[point] += 1
+            return point
+
+    def end_read(self, point: LSN) -> None:
+        with self._read_points_lock:
+            self._read_points[point] -= 1
+            if not self._read_points[point]:
+                del self._read_points[point]
+
+    def oldest_read_point(self) -> LSN:
+        with self._read_points_lock:
+            return LSN(min(self._read_points, default=self.vdl))
+
+    # -- reads --------------------------------------------------------------------------
+
+    def page(self, page: int, read_point: LSN | None) -> tuple[LSN, bytes | None]:
+        if read_point is None:  # SQLite reads the header once before any lock
+            read_point = self.vdl
+        hit = self.cache.get(page, read_point)
+        if hit is not None:
+            return LSN(hit[0]), hit[1]
+        version, image = self.backend.read_page(page, read_point)
+        if image is not None:
+            with self._apply_lock:
+                # Cache it open-ended only if the stream has brought nothing newer for the
+                # page since the read point, and no newer version is cached: then it is
+                # the page's newest version until a record says otherwise.
+                newest = self.cache.newest(page)
+                if self._last_seen.get(page, 0) <= read_point and (
+                        newest is None or newest[0] <= version):
+                    self.cache.put(page, version, image)
+        return version, image
+
+    def size_pages(self, read_point: LSN | None = None) -> int:
+        if read_point is None:
+            read_point = self.vdl
+        _, image = self.page(0, read_point)
+        return 0 if image is None else int.from_bytes(image[28:32], "big")
+
+    # -- the redo stream ----------------------------------------------------------------
+
+    def apply(self, message: Any) -> list[int]:
+        """Apply one message of the writer's stream; the reply for the writer."""
+        try:
+            prev, last, block, vdl, allocated, sent_at = message
+            prev, last, vdl, allocated = int(prev), int(last), int(vdl), int(allocated)
+            sent_at = float(sent_at)
+            records = decode_block(block)
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed redo message: {exc}") from exc
+        with self._apply_lock:
+            if prev != self.position:
+                # Messages were missed: what is cached may be stale past our position.
+                self.stats.gaps += 1
+                self.cache.close_open(self.position)
+                log.info("redo stream gap: at %d, the stream is at %d; reading what is "
+                         "needed from storage", self.position, prev)
+            for record in records:
+                self._apply_record(record)
+            self.position = LSN(max(self.position, last))
+            self.stats.messages += 1
+            self.stats.records += len(records)
+        if vdl > self.vdl:
+            with self.vdl_changed:
+                self.vdl = LSN(vdl)
+                self.vdl_changed.notify_all()
+            lag_ms = max(0.0, (time.time() - sent_at) * 1e3)
+            self.stats.lags_ms.append(lag_ms)
+            self.stats.last_lag_ms = lag_ms
+        self.stats.lag_lsns = max(0, allocated - self.vdl)
+        oldest = self.oldest_read_point()
+        if self.stats.messages % 64 == 0:
+            self.cache.gc(oldest)
+        return [self.vdl, oldest]
+
+    def _apply_record(self, record: RedoRecord) -> None:
+        page = record.page
+        self._last_seen[page] = record.lsn
+        if not record.crc_ok():
+            self.cache.supersede(page, record.lsn)
+            return
+        base = self.cache.newest(page)
+        if record.kind == RecordKind.IMAGE:
+            self.cache.put(page, record.lsn, delta.apply(None, record.payload))
+            self.stats.patched += 1
+        elif base is not None and base[0] == record.prev_page_lsn:
+            self.cache.put(page, record.lsn, delta.apply(base[1], record.payload))
+            self.stats.patched += 1
+        else:
+            self.cache.supersede(page, record.lsn)
+            self.stats.superseded += 1
+
+    def lag_percentiles(self) -> tuple[float, float]:
+        samples = sorted(self.stats.lags_ms)
+        if not samples:
+            return 0.0, 0.0
+
+        def at(q: float) -> float:
+            return samples[min(len(samples) - 1, round(q * (len(samples) - 1)))]
+
+        return at(0.5), at(0.99)
