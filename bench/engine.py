@@ -16,7 +16,9 @@ a client would, in ``BEGIN IMMEDIATE`` ... ``COMMIT``. Measured, in this order:
    database at its loaded size (~15 MB at scale 1) and again after it has grown to
    ``--large-mib`` MiB (bulk inserts of 4 KiB rows).
 
-Replica lag is not measured yet: readers are not built (the keys are null).
+Replica lag: a reader instance process follows the writer's redo stream throughout; its
+lag is the time from the writer sending a VDL advance to the reader applying it (wall
+clocks of one machine), p50/p99 over its last 4,096 advances, read from its ``status``.
 
     python bench/engine.py [--seconds 5] [--scale 1] [--large-mib 1024]
 
@@ -42,8 +44,10 @@ from typing import Any
 
 import apsw
 
-from borealis.control.processes import NodeProcess, storage_fleet
+from borealis.control.processes import InstanceProcess, NodeProcess, storage_fleet
 from borealis.engine.database import Database, Session
+from borealis.engine.instance import Instance, InstanceConfig
+from borealis.engine.remote import InstanceClient
 from borealis.errors import LockTimeoutError, SerializationError
 from borealis.transport.rpc import run as run_loop
 from borealis.types import VolumeId
@@ -222,7 +226,18 @@ async def engine_bench(nodes: list[NodeProcess], data_dir: Path,
     spec_path = data_dir / "volume.json"
     VolumeSpec(geometry, {n.node: n.info() for n in nodes}).save(spec_path)
     client = VolumeClient(VolumeSpec.load(spec_path), writer_id="bench-1", spec_path=spec_path)
-    db = await Database.open_writer(client)
+    # The writer instance in this process (its engine driven directly), serving the redo
+    # stream to a reader instance process.
+    writer = Instance(InstanceConfig("bench-writer", "az1"), client)
+    await writer.open()
+    await writer.serve("127.0.0.1", 0)
+    assert writer.db is not None
+    db = writer.db
+    reader = InstanceProcess("bench-reader", "az2", spec_path, data_dir / "reader",
+                             data_dir / "logs" / "reader.log", role="reader",
+                             extra_args=("--writer", writer.address))
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, reader.start)
     out: dict[str, Any] = {}
     try:
         out["load_s"] = round(await load_engine(db, args.scale), 2)
@@ -232,6 +247,14 @@ async def engine_bench(nodes: list[NodeProcess], data_dir: Path,
                                           scale=args.scale, seed=args.seed)
             out[f"engine_{sessions}"] = result
             print(f"engine: {result}", flush=True)
+        remote = await InstanceClient.connect(reader.address)
+        out["reader"] = await remote.status()
+        out["reader_sees"] = (await remote.execute(
+            "SELECT count(*) FROM pgbench_history")).rows[0][0]
+        await remote.close()
+        print(f"reader: lag p50 {out['reader']['lag_p50_ms']} ms, p99 "
+              f"{out['reader']['lag_p99_ms']} ms over its last VDL messages; cache hit ratio "
+              f"{out['reader']['cache']['hit_ratio']}", flush=True)
         out["cache"] = {"hit_ratio": round(db.cache.stats.hit_ratio, 4),
                         "bytes": db.cache.bytes}
         small = (await db.session())
@@ -239,8 +262,8 @@ async def engine_bench(nodes: list[NodeProcess], data_dir: Path,
         await small.close()
         out["small_mb"] = round(pages * 4096 / 1e6, 1)
     finally:
-        await db.close()
-        await client.close()
+        await writer.close()
+        await loop.run_in_executor(None, reader.stop)
     out["recovery_s_small"], client, db = await recover(spec_path, "bench-2")
     print(f"recovery at {out['small_mb']} MB: {out['recovery_s_small']:.3f} s", flush=True)
     try:
@@ -341,8 +364,9 @@ def main() -> int:
         "sqlite_local_commits_per_s_1": local[1]["commits_per_s"],
         "ratio_8_to_local": round(e8["commits_per_s"] / local[8]["commits_per_s"], 3)
         if local[8]["commits_per_s"] else None,
-        "replica_lag_p50_ms": None,
-        "replica_lag_p99_ms": None,
+        "replica_lag_p50_ms": results["reader"]["lag_p50_ms"],
+        "replica_lag_p99_ms": results["reader"]["lag_p99_ms"],
+        "reader_cache_hit_ratio": results["reader"]["cache"]["hit_ratio"],
         "bytes_per_commit": e8["bytes_per_commit"],
         "instance_cpu_us_per_commit_8": e8["instance_cpu_us_per_commit"],
         "recovery_s_small": round(results["recovery_s_small"], 3),
