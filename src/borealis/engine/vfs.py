@@ -318,6 +318,11 @@ class VolumeFile:
         self.dirty_size = max(self._size_pages(), page + 1)
 
     def xTruncate(self, size: int) -> None:
+        """SQLite shrinks the file after a commit that freed pages (auto_vacuum, VACUUM):
+        the committed size is already the one in that commit's page 1 header, so there
+        is nothing to do then. Inside a transaction, buffered pages past the end go."""
+        if not self.dirty:
+            return
         pages = -(-size // self.state.page_size)
         for page in [p for p in self.dirty if p >= pages]:
             del self.dirty[page]
@@ -361,7 +366,9 @@ class VolumeFile:
 
     def _commit(self) -> None:
         state = self.state
-        size = self._size_pages()
+        # The size is what the commit's page 1 says (SQLite keeps it exact), not how far
+        # the file was written: a commit that frees pages shrinks it.
+        size = int.from_bytes(self.dirty[0][_DB_SIZE], "big")
         pages = sorted(p for p in self.dirty if p < size)
         writes: list[PageWrite] = []
         for page in pages:
@@ -404,8 +411,8 @@ class VolumeFile:
         self.level = max(self.level, level)
 
     def xUnlock(self, level: int) -> None:
-        if level < LOCK_RESERVED and self.dirty:
-            self._discard()  # never synced: not a commit
+        if level < LOCK_RESERVED:
+            self._discard()  # anything buffered and never synced was not a commit
         self.state.locks.unlock(self.owner, level)
         self.level = min(self.level, level)
         if level == LOCK_NONE and self.read_point is not None:
