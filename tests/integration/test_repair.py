@@ -164,3 +164,4 @@ def test_volume_grows_by_pgs_up_to_its_maximum(
         await client.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
