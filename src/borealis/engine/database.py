@@ -326,6 +326,11 @@ class Session:
             if isinstance(failure, BorealisError):
                 raise failure from None
             raise SqlError(f"{exc}") from None
+        except BorealisError:
+            raise  # from the volume, raised again by APSW out of the VFS (a fenced commit)
+        except Exception as exc:
+            log.exception("statement failed inside the engine: %s", sql[:200])
+            raise EngineError(f"internal error: {type(exc).__name__}: {exc}") from None
         if self.db._state is not None and self.db._state.commits > commits_before:
             self.db.stats.commits += 1
         result = Result(rows, columns, conn.total_changes() - changes_before)

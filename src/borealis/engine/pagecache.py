@@ -100,23 +100,39 @@ class PageCache:
         """Cache ``page`` at ``version``. ``newest``: no newer version is known, so the
         entry below it stops being valid just before ``version``."""
         with self._lock:
-            versions = self._versions.setdefault(page, [])
-            key = (page, version)
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.bytes -= len(old.image)
-            else:
-                bisect.insort(versions, version)
-            i = bisect.bisect_left(versions, version)
-            if newest:
-                assert i == len(versions) - 1, f"page {page}: a newer version than {version}"
-                if i:
-                    below = self._entries[(page, versions[i - 1])]
-                    if below.valid_to is None or below.valid_to >= version:
-                        below.valid_to = version - 1
-            self._entries[key] = _Entry(image, valid_to)
-            self.bytes += len(image)
-            self._evict()
+            self._put(page, version, image, valid_to, newest)
+
+    def put_if_newest(self, page: int, version: int, image: bytes) -> bool:
+        """``put`` as the newest version unless a newer one is cached by now (a commit that
+        landed while this version was being read from storage), checked and done under
+        one lock. Returns whether it was cached."""
+        with self._lock:
+            versions = self._versions.get(page)
+            if versions and versions[-1] > version:
+                return False
+            self._put(page, version, image, None, True)
+            return True
+
+    def _put(self, page: int, version: int, image: bytes, valid_to: int | None,
+             newest: bool) -> None:
+        """``put`` under the lock."""
+        versions = self._versions.setdefault(page, [])
+        key = (page, version)
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old.image)
+        else:
+            bisect.insort(versions, version)
+        i = bisect.bisect_left(versions, version)
+        if newest:
+            assert i == len(versions) - 1, f"page {page}: a newer version than {version}"
+            if i:
+                below = self._entries[(page, versions[i - 1])]
+                if below.valid_to is None or below.valid_to >= version:
+                    below.valid_to = version - 1
+        self._entries[key] = _Entry(image, valid_to)
+        self.bytes += len(image)
+        self._evict()
 
     def supersede(self, page: int, version: int) -> None:
         """A version ``version`` of ``page`` exists that the cache does not hold: entries

@@ -228,10 +228,8 @@ class ReaderState(VolumeState):
                 # Cache it open-ended only if the stream has brought nothing newer for the
                 # page since the read point, and no newer version is cached: then it is
                 # the page's newest version until a record says otherwise.
-                newest = self.cache.newest(page)
-                if self._last_seen.get(page, 0) <= read_point and (
-                        newest is None or newest[0] <= version):
-                    self.cache.put(page, version, image)
+                if self._last_seen.get(page, 0) <= read_point:
+                    self.cache.put_if_newest(page, version, image)
         return version, image
 
     def size_pages(self, read_point: LSN | None = None) -> int:

@@ -173,10 +173,10 @@ class VolumeState:
             return LSN(hit[0]), hit[1]
         version, image = self.backend.read_page(page, read_point)
         if image is not None and read_point is None:
-            # The newest version at the writer's VDL is the newest there is: every newer
-            # one would be pinned in the cache, and no commit runs while a SHARED lock is
-            # held, so none can have slipped in since the miss.
-            self.cache.put(page, version, image)
+            # The newest version at the writer's VDL is the newest there is (every newer
+            # one is pinned in the cache), unless a commit landed while it was being read:
+            # SQLite reads the header of a new connection before taking any lock.
+            self.cache.put_if_newest(page, version, image)
         return version, image
 
     read_only = False
