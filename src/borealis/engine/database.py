@@ -31,6 +31,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -68,6 +69,12 @@ SQLITE_CACHE_KIB = 2000
 behind the VFS (``cache_bytes``) is what the instance is sized by."""
 
 _vfs_names = itertools.count(1)
+
+_WRITE_START = re.compile(
+    r"\s*(BEGIN\s+(IMMEDIATE|EXCLUSIVE)|INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b",
+    re.IGNORECASE,
+)
+"""Statements that take the write lock at once: their sessions queue for it in order."""
 
 _ALLOWED_JOURNAL_MODES = {"memory"}
 _UNSAFE_SYNCHRONOUS = {"off", "0"}
@@ -133,6 +140,11 @@ class Database:
         self._vfs: VolumeVfs | None = None
         self._open_lock = threading.Lock()
         self._sessions: set[Session] = set()
+        self.write_turn = asyncio.Lock()
+        """Held by a session from a statement that starts writing outside a transaction
+        (BEGIN IMMEDIATE, an INSERT/UPDATE/DELETE...) until it is out of its transaction.
+        Never taken inside a transaction: a session there may hold SHARED, which the turn's
+        holder needs released to commit."""
         self._closed = False
         self._pin_task: asyncio.Task[None] | None = None
         self.reader = False
@@ -240,6 +252,7 @@ class Session:
         self._waited_s = 0.0
         self._timed_out = False
         self._deferred = LSN(0)
+        self._holds_turn = False
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,8 +280,20 @@ class Session:
         if self._conn is None:
             raise EngineError("the session is closed")
         loop = asyncio.get_running_loop()
-        result, wait_for, in_transaction = await loop.run_in_executor(
-            self._executor, self._run, sql, params)
+        if not self._holds_turn and not self.in_transaction and _WRITE_START.match(sql):
+            # Writers queue here, first come first served, rather than in SQLite's busy
+            # handler: there every release woke every waiting thread, and their fight for
+            # the GIL slowed the one holding the lock (bench/engine.py, 8 sessions).
+            await self.db.write_turn.acquire()
+            self._holds_turn = True
+        try:
+            result, wait_for, in_transaction = await loop.run_in_executor(
+                self._executor, self._run, sql, params)
+        except BaseException:
+            self._release_turn()
+            raise
+        if not in_transaction:
+            self._release_turn()
         self.db.stats.statements += 1
         wait_for = LSN(max(wait_for, self._deferred))
         if in_transaction and not result.rows:
@@ -282,6 +307,11 @@ class Session:
         if wait_for:
             await self.db.wait_durable(wait_for)
         return result
+
+    def _release_turn(self) -> None:
+        if self._holds_turn and (self._conn is None or self._conn.getautocommit()):
+            self._holds_turn = False
+            self.db.write_turn.release()
 
     def _run(self, sql: str, params: Any) -> tuple[Result, LSN, bool]:
         conn, file = self._conn, self._file
@@ -365,6 +395,9 @@ class Session:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        if self._holds_turn:
+            self._holds_turn = False
+            self.db.write_turn.release()
         if conn is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor, conn.close)
