@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from storage_harness import make_spec
 
-from borealis.control.processes import NodeProcess, storage_fleet
+from borealis.control.processes import InstanceProcess, NodeProcess, storage_fleet
 
 
 @pytest.fixture
@@ -32,3 +33,26 @@ def storage_nodes(tmp_path: Path) -> Iterator[list[NodeProcess]]:
             list(pool.map(lambda n: n.stop(), nodes))
         for n in nodes:
             assert not n.alive(), f"{n.node} (pid {n.pid}) still running"
+
+
+@pytest.fixture
+def volume(storage_nodes: list[NodeProcess], tmp_path: Path) -> Path:
+    """The spec file of a volume on the six storage nodes (for instance processes)."""
+    path = tmp_path / "volume.json"
+    make_spec(storage_nodes).save(path)
+    return path
+
+
+@pytest.fixture
+def instances(tmp_path: Path, volume: Path) -> Iterator[list[InstanceProcess]]:
+    """Instance processes a test starts (``start_instance``); every one is stopped by PID
+    at the end, whatever state the test left it in."""
+    made: list[InstanceProcess] = []
+    try:
+        yield made
+    finally:
+        for p in made:
+            p.resume()
+            p.stop()
+        for p in made:
+            assert not p.alive(), f"{p.instance_id} (pid {p.pid}) still running"

@@ -16,9 +16,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-from borealis.control.processes import NodeProcess
+from borealis.control.processes import InstanceProcess, NodeProcess
 from borealis.errors import BorealisError, QuorumUnavailableError
 from borealis.storage import wire
 from borealis.storage.messages import GetPage, PageVersion
@@ -314,3 +315,15 @@ class Probe:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def start_instance(instances: list[InstanceProcess], tmp_path: Path, volume: Path, name: str,
+                   *, role: str = "writer", writer: str | None = None) -> InstanceProcess:
+    """Start an instance process on ``volume`` (a reader follows ``writer``); it joins
+    ``instances`` (the fixture that stops them all)."""
+    p = InstanceProcess(name, "az1", volume, tmp_path / "instances" / name,
+                        tmp_path / "logs" / f"{name}.log", role=role,
+                        extra_args=("--writer", writer) if writer else ())
+    instances.append(p)
+    p.start()
+    return p

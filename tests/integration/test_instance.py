@@ -9,44 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from storage_harness import make_spec, run
+from storage_harness import run, start_instance
 
 from borealis.control.processes import InstanceProcess, NodeProcess
 from borealis.engine.remote import InstanceClient
 from borealis.errors import BorealisError, FencedError, SqlError
 
 SESSIONS = 8
-
-
-@pytest.fixture
-def volume(storage_nodes: list[NodeProcess], tmp_path: Path) -> Path:
-    path = tmp_path / "volume.json"
-    make_spec(storage_nodes).save(path)
-    return path
-
-
-@pytest.fixture
-def instances(tmp_path: Path, volume: Path) -> Iterator[list[InstanceProcess]]:
-    """Instance processes a test starts; every one is stopped by PID at the end."""
-    made: list[InstanceProcess] = []
-    yield made
-    for p in made:
-        p.resume()
-        p.stop()
-        assert not p.alive(), f"{p.instance_id} (pid {p.pid}) still running"
-
-
-def start_instance(instances: list[InstanceProcess], tmp_path: Path, volume: Path,
-                   name: str) -> InstanceProcess:
-    p = InstanceProcess(name, "az1", volume, tmp_path / "instances" / name,
-                        tmp_path / "logs" / f"{name}.log")
-    instances.append(p)
-    p.start()
-    return p
 
 
 def test_kill_9_of_the_writer_mid_load_loses_no_acknowledged_commit(

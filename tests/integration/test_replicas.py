@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from storage_harness import make_spec, run
+from storage_harness import run, start_instance
 
-from borealis.control.processes import InstanceProcess, NodeProcess
+from borealis.control.processes import InstanceProcess
 from borealis.engine.remote import InstanceClient
 from borealis.errors import BorealisError, LockTimeoutError, ReadOnlyError, SerializationError
 
@@ -25,36 +24,15 @@ BALANCE = 100
 
 
 @pytest.fixture
-def volume(storage_nodes: list[NodeProcess], tmp_path: Path) -> Path:
-    path = tmp_path / "volume.json"
-    make_spec(storage_nodes).save(path)
-    return path
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, volume: Path) -> Iterator[list[InstanceProcess]]:
-    """A writer and two readers; every instance is stopped by PID at the end."""
-    made: list[InstanceProcess] = []
-
-    def instance(name: str, role: str, writer: str | None = None) -> InstanceProcess:
-        p = InstanceProcess(name, "az1", volume, tmp_path / "instances" / name,
-                            tmp_path / "logs" / f"{name}.log", role=role,
-                            extra_args=("--writer", writer) if writer else ())
-        made.append(p)
-        p.start()
-        return p
-
-    try:
-        writer = instance("writer", "writer")
-        instance("reader-1", "reader", writer.address)
-        instance("reader-2", "reader", writer.address)
-        yield made
-    finally:
-        for p in made:
-            p.resume()
-            p.stop()
-        for p in made:
-            assert not p.alive(), f"{p.instance_id} (pid {p.pid}) still running"
+def cluster(instances: list[InstanceProcess], tmp_path: Path,
+            volume: Path) -> list[InstanceProcess]:
+    """A writer and two readers following it."""
+    writer = start_instance(instances, tmp_path, volume, "writer")
+    start_instance(instances, tmp_path, volume, "reader-1", role="reader",
+                   writer=writer.address)
+    start_instance(instances, tmp_path, volume, "reader-2", role="reader",
+                   writer=writer.address)
+    return instances
 
 
 async def setup_bank(client: InstanceClient) -> None:

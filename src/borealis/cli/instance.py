@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
-import os
-import signal
 from pathlib import Path
 
-from borealis.cli.storage_node import parse_address
+from borealis.cli.storage_node import parse_address, until_signalled, write_ready_file
 from borealis.errors import ConfigError
 
 
@@ -60,20 +56,13 @@ def run(args: argparse.Namespace) -> int:
         except BaseException:
             await instance.close()
             raise
-        if args.ready_file is not None:
-            tmp = args.ready_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"address": f"{bound_host}:{bound_port}",
-                                       "pid": os.getpid(), "instance": args.instance_id,
-                                       "role": args.role, "recovery_s": instance.recovery_s}))
-            tmp.replace(args.ready_file)
+        write_ready_file(args.ready_file, {
+            "address": f"{bound_host}:{bound_port}", "instance": args.instance_id,
+            "role": args.role, "recovery_s": instance.recovery_s})
         print(f"instance {args.instance_id} ({args.role}, {args.az}) serving on "
               f"{bound_host}:{bound_port}; volume recovered in {instance.recovery_s:.3f} s",
               flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_signalled()
         await instance.close()
 
     run_loop(main())

@@ -33,6 +33,24 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def write_ready_file(path: Path | None, fields: dict[str, object]) -> None:
+    """Tell whoever started this process that it serves (atomically: a starter polls)."""
+    if path is None:
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**fields, "pid": os.getpid()}))
+    tmp.replace(path)
+
+
+async def until_signalled() -> None:
+    """Return on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 def run(args: argparse.Namespace) -> int:
     from borealis.storage.node import StorageNode
     from borealis.transport.rpc import run as run_loop
@@ -47,19 +65,11 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         node = StorageNode(node_id, args.az, args.data_dir)
         bound_host, bound_port = await node.start(host, port)
-        if args.ready_file is not None:
-            tmp = args.ready_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"address": f"{bound_host}:{bound_port}",
-                                       "pid": os.getpid(), "node": node_id,
-                                       "az": args.az}))
-            tmp.replace(args.ready_file)
+        write_ready_file(args.ready_file, {"address": f"{bound_host}:{bound_port}",
+                                           "node": node_id, "az": args.az})
         print(f"storage node {node_id} ({args.az}) serving on {bound_host}:{bound_port}",
               flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_signalled()
         await node.close()
 
     profile_path = os.environ.get("BOREALIS_PROFILE_DIR")
