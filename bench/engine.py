@@ -38,6 +38,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -66,6 +67,7 @@ WARMUP_S = 0.5
 BULK_ROW_BYTES = 4000
 BULK_ROWS_PER_COMMIT = 250
 SETTLED_LAG_LSNS = 1_000
+SETTLE_TIMEOUT_S = 900.0
 
 SCHEMA = [
     "CREATE TABLE pgbench_branches (bid INTEGER PRIMARY KEY, bbalance INTEGER, filler TEXT)",
@@ -213,10 +215,10 @@ async def grow(db: Database, target_bytes: int) -> float:
     return (size - start_size) / 1e6 / max(1e-9, time.perf_counter() - started)
 
 
-async def settle(nodes: list[NodeProcess], *, timeout_s: float = 120.0) -> float:
+async def settle(nodes: list[NodeProcess], *, timeout_s: float = SETTLE_TIMEOUT_S) -> float:
     """Wait until the storage nodes have materialised what they were sent (their
     background work would otherwise slow whatever is measured next); seconds waited."""
-    started = time.perf_counter()
+    started = last_report = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
         lags = []
         for node in nodes:
@@ -226,9 +228,13 @@ async def settle(nodes: list[NodeProcess], *, timeout_s: float = 120.0) -> float
                 status = await rpc.call("node_status", None, timeout_s=5)
             finally:
                 await rpc.close()
-            lags += [seg["scl"] - seg["coalesced"] for seg in status["segments"].values()]
+            lags += [max(0, seg["coalesce_target"] - seg["coalesced"])
+                     for seg in status["segments"].values()]
         if max(lags, default=0) <= SETTLED_LAG_LSNS:
             break
+        if time.perf_counter() - last_report > 15:
+            last_report = time.perf_counter()
+            print(f"  storage materialising: {max(lags)} LSNs behind at most", flush=True)
         await asyncio.sleep(1.0)
     return time.perf_counter() - started
 
@@ -362,6 +368,8 @@ def sqlite_local(path: Path, *, threads: int, seconds: float, scale: int,
 
 
 def main() -> int:
+    # SIGTERM ends the run like Ctrl-C: the storage nodes are still stopped by PID.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--scale", type=int, default=1)

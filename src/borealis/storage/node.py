@@ -54,9 +54,11 @@ STORE_SYNC_EVERY_S = 1.0
 GC_EVERY_S = 1.0
 PAGE_SCRUB_PAGES_PER_PASS = 256
 PAGE_SCRUB_PAGES_PER_PASS_BUSY = 16
-"""Pages a segment scrubs per pass (one a second) while idle and while writes arrive: a page
-scrub reads and CRC-checks every stored version of the page, and at 256 pages a second per
-segment it took ~14% of a busy node's loop (py-spy, bench/storage.py, 8 committers)."""
+"""Pages a node scrubs per pass (one a second, one segment a pass in turn) while idle and
+while writes arrive: a page scrub reads and CRC-checks every stored version of the page. At
+256 pages a second for every segment it took ~14% of a busy node's loop (py-spy,
+bench/storage.py, 8 committers), and a node holding 17 segments of a 1 GB volume spent
+its background time scrubbing and GC-scanning instead of materialising (bench/engine.py)."""
 BACKGROUND_SHARE_IDLE = 0.25
 BACKGROUND_SHARE_BUSY = 0.08
 BACKGROUND_SHARE_BEHIND = 0.5
@@ -88,6 +90,7 @@ class _Hosted:
     synced_scl: LSN = LSN(0)
     page_scrub_cursor: int = 0
     gossip_in_flight: bool = False
+    gc_done_below: LSN = LSN(0)
 
 
 @dataclass
@@ -351,6 +354,10 @@ class StorageNode:
                 sid: {
                     "scl": h.segment.scl, "epoch": h.segment.epoch,
                     "coalesced": h.segment.coalesced, "records": len(h.segment.records),
+                    # How far it may materialise: not past the writer's VDL or the
+                    # minimum read point it was told, nor past what it holds.
+                    "coalesce_target": min(h.segment.scl, h.segment.known_vdl,
+                                           h.segment.min_read_point),
                     "corrupt_found": h.segment.stats.corrupt_found,
                     "snapshots_installed": h.segment.stats.snapshots_installed,
                     "gossip_records_in": h.segment.stats.gossip_records_in,
@@ -380,6 +387,7 @@ class StorageNode:
             return True
 
         busy = False
+        rounds = 0
         while not self._closing:
             await asyncio.sleep(pause_s)
             started = time.perf_counter()
@@ -388,11 +396,16 @@ class StorageNode:
             scrub = due("scrub", SCRUB_EVERY_S, now)
             gc = due("gc", GC_EVERY_S, now)
             hosted_now = list(self.hosted.items())
-            for sid, hosted in hosted_now:
+            # Page scrubbing and GC take one segment a pass, in turn: their cost grows with
+            # a segment's size, and a node may hold many.
+            turn = rounds % len(hosted_now) if hosted_now else 0
+            rounds += scrub or gc
+            for k, (sid, hosted) in enumerate(hosted_now):
                 try:
-                    self._tick_segment(sid, hosted, now, scrub=scrub, busy=busy)
-                    if gc:
-                        hosted.segment.gc()
+                    self._tick_segment(sid, hosted, now, scrub=scrub, scrub_pages=k == turn,
+                                       busy=busy)
+                    if gc and k == turn:
+                        self._gc(hosted)
                 except BorealisError as exc:
                     log.warning("background work failed segment=%s: %s", sid, exc)
             if coalesce:
@@ -445,12 +458,22 @@ class StorageNode:
         for seg, upto in advanced:
             seg.coalesced_to(upto)
 
+    def _gc(self, hosted: _Hosted) -> None:
+        """GC a segment's page versions, if there can be anything new to collect: a pass
+        scans every key of the segment."""
+        seg = hosted.segment
+        below = min(seg.min_read_point, seg.coalesced)
+        if below > hosted.gc_done_below:
+            seg.gc()
+            hosted.gc_done_below = below
+
     def _tick_segment(self, sid: SegmentId, hosted: _Hosted, now: float, *,
-                      scrub: bool, busy: bool) -> None:
+                      scrub: bool, scrub_pages: bool, busy: bool) -> None:
         seg = hosted.segment
         entries, effects = seg.tick(now)
         if scrub:
             entries += seg.scrub_step()
+        if scrub and scrub_pages:
             self._scrub_pages(hosted, PAGE_SCRUB_PAGES_PER_PASS_BUSY if busy
                               else PAGE_SCRUB_PAGES_PER_PASS)
         if entries:

@@ -262,8 +262,8 @@ class VolumeClient:
             layout = place_pg(self.spec.geometry.volume, 0, self.spec.nodes_by_az())
             self.spec.layouts[layout.pg] = layout
             self._save_spec()
-        for layout in self.spec.layouts.values():
-            await self._create_pg(layout)
+        # Every PG at once: a recovery's round trips must not grow with the volume's size.
+        await asyncio.gather(*(self._create_pg(layout) for layout in self.spec.layouts.values()))
         next_epoch = epoch if epoch is not None else self.spec.epoch + 1
         for _attempt in range(RECOVERY_ATTEMPTS_MAX):
             recovery = Recovery(self.spec.layouts, writer_id=self.writer_id,
