@@ -38,6 +38,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -319,6 +320,8 @@ def stop_all(nodes: list[NodeProcess]) -> None:
 
 
 def main() -> int:
+    # SIGTERM ends the run like Ctrl-C: the storage nodes are still stopped by PID.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="measured seconds per committer count (default 5)")
