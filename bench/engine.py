@@ -50,9 +50,9 @@ import apsw
 
 from borealis.control.processes import InstanceProcess, NodeProcess, storage_fleet
 from borealis.engine.database import Database, Session
-from borealis.engine.instance import Instance, InstanceConfig
-from borealis.engine.remote import InstanceClient
 from borealis.errors import LockTimeoutError, SerializationError
+from borealis.instance.process import Instance, InstanceConfig
+from borealis.instance.remote import InstanceClient
 from borealis.transport.rpc import connect
 from borealis.transport.rpc import run as run_loop
 from borealis.types import VolumeId

@@ -15,8 +15,8 @@ import pytest
 from storage_harness import run, start_instance
 
 from borealis.control.processes import InstanceProcess, NodeProcess
-from borealis.engine.remote import InstanceClient
 from borealis.errors import BorealisError, FencedError, SqlError
+from borealis.instance.remote import InstanceClient
 
 SESSIONS = 8
 

@@ -16,8 +16,8 @@ import pytest
 from storage_harness import run, start_instance
 
 from borealis.control.processes import InstanceProcess
-from borealis.engine.remote import InstanceClient
 from borealis.errors import BorealisError, LockTimeoutError, ReadOnlyError, SerializationError
+from borealis.instance.remote import InstanceClient
 
 ACCOUNTS = 10
 BALANCE = 100

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from borealis.engine.instance import Instance, InstanceConfig
+    from borealis.instance.process import Instance, InstanceConfig
     from borealis.transport.rpc import run as run_loop
     from borealis.volume.client import VolumeClient
     from borealis.volume.spec import VolumeSpec

@@ -1,4 +1,4 @@
-"""A client of an instance's control interface (``borealis.engine.instance``): what tests,
+"""A client of an instance's control interface (``borealis.instance.process``): what tests,
 benchmarks and the cluster's control plane use until the PostgreSQL protocol exists."""
 
 from __future__ import annotations

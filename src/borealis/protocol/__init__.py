@@ -1,0 +1,1 @@
+"""Client protocols of a database instance: PostgreSQL (``postgres``), later MySQL."""
