@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--listen", default="127.0.0.1:0",
                    help="HOST:PORT of the control interface (port 0: any free one)")
     p.add_argument("--writer", help="HOST:PORT of the writer's control interface (readers)")
+    p.add_argument("--pg-listen", help="HOST:PORT to serve the PostgreSQL protocol on "
+                   "(no authentication yet: keep it on 127.0.0.1)")
     p.add_argument("--cache-mib", type=int, default=64, help="page cache size (MiB)")
     p.add_argument("--lock-timeout", type=float, default=10.0,
                    help="seconds a session waits for the write lock")
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     spec = VolumeSpec.load(args.volume)
     config = InstanceConfig(args.instance_id, args.az, args.role,
                             cache_bytes=args.cache_mib * 2**20,
-                            lock_timeout_s=args.lock_timeout, writer_address=args.writer)
+                            lock_timeout_s=args.lock_timeout, writer_address=args.writer,
+                            pg_listen=parse_address(args.pg_listen) if args.pg_listen else None)
 
     async def main() -> None:
         client = VolumeClient(spec, writer_id=args.instance_id, spec_path=args.volume)
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             raise
         write_ready_file(args.ready_file, {
             "address": f"{bound_host}:{bound_port}", "instance": args.instance_id,
-            "role": args.role, "recovery_s": instance.recovery_s})
+            "role": args.role, "recovery_s": instance.recovery_s,
+            "pg_address": instance.pg_address})
         print(f"instance {args.instance_id} ({args.role}, {args.az}) serving on "
               f"{bound_host}:{bound_port}; volume recovered in {instance.recovery_s:.3f} s",
               flush=True)

@@ -45,6 +45,7 @@ from typing import Any
 from borealis.engine.database import Database, Session
 from borealis.engine.replication import SILENCE_S, RedoPublisher
 from borealis.errors import BadRequestError, BorealisError, FencedError, ProtocolError
+from borealis.protocol.postgres.server import PgServer
 from borealis.transport.pool import ConnectionPool
 from borealis.transport.rpc import RpcServer
 from borealis.volume.client import VolumeClient
@@ -69,6 +70,8 @@ class InstanceConfig:
     cache_bytes: int = 64 * 2**20
     lock_timeout_s: float = 10.0
     writer_address: str | None = None
+    pg_listen: tuple[str, int] | None = None
+    """Where to serve the PostgreSQL protocol (``protocol/postgres/server.py``), if at all."""
 
 
 class Instance:
@@ -84,6 +87,8 @@ class Instance:
         self._session_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._server: RpcServer | None = None
         self.address = ""
+        self.pg_server: PgServer | None = None
+        self.pg_address = ""
         self.publisher: RedoPublisher | None = None
         self.pool = ConnectionPool(name=f"instance {config.instance_id}")
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,6 +125,10 @@ class Instance:
         self._server = RpcServer(self, name=f"instance {self.config.instance_id}")
         bound = await self._server.start(host, port)
         self.address = f"{bound[0]}:{bound[1]}"
+        if self.config.pg_listen is not None:
+            self.pg_server = PgServer(lambda: self.db, name=self.config.instance_id)
+            pg_host, pg_port = await self.pg_server.start(*self.config.pg_listen)
+            self.pg_address = f"{pg_host}:{pg_port}"
         if self.config.role == "reader":
             self._tasks.append(asyncio.create_task(self._follow()))
             await self._first_vdl()
@@ -183,6 +192,8 @@ class Instance:
             self.publisher.close()
         if self._server is not None:
             await self._server.close()
+        if self.pg_server is not None:
+            await self.pg_server.close()
         for session in list(self._sessions.values()):
             await session.close()
         if self.db is not None:
@@ -214,6 +225,7 @@ class Instance:
             "state": self.state,
             "az": self.config.az,
             "address": self.address,
+            "pg_address": self.pg_address,
             "epoch": core.epoch if core is not None else 0,
             "vdl": db.vdl if db is not None else 0,
             "recovery_s": round(self.recovery_s, 4),
