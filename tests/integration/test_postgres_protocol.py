@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from storage_harness import start_instance
 
 from borealis.control.processes import InstanceProcess, NodeProcess
 
