@@ -1,7 +1,7 @@
 """The first slice of the PostgreSQL protocol: psql against a writer instance process.
 
-Simple queries only (the extended protocol, authentication, TLS, COPY, SQL translation and
-the catalog are issue 4's next steps): statements run as SQLite SQL, errors carry their
+Simple queries only (the extended protocol, TLS, COPY, SQL translation and the catalog are
+issue 4's next steps), with SCRAM-SHA-256 when the instance has a password: statements run as SQLite SQL, errors carry their
 SQLSTATE and leave the connection usable, a failed transaction block refuses everything
 but ROLLBACK (25P02), and a malformed message closes that connection only.
 """
@@ -9,6 +9,7 @@ but ROLLBACK (25P02), and a malformed message closes that connection only.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import struct
@@ -22,13 +23,19 @@ from borealis.control.processes import InstanceProcess, NodeProcess
 pytestmark = pytest.mark.skipif(shutil.which("psql") is None, reason="psql is not installed")
 
 
-def psql(address: str, *commands: str) -> subprocess.CompletedProcess[str]:
+def psql(address: str, *commands: str, password: str | None = None
+         ) -> subprocess.CompletedProcess[str]:
     host, _, port = address.rpartition(":")
     args = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=0",
             f"host={host} port={port} user=postgres dbname=postgres sslmode=prefer"]
     for command in commands:
         args += ["-c", command]
-    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+    env.pop("PGPASSWORD", None)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return subprocess.run(args, capture_output=True, text=True, timeout=30, env=env,
+                          stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -95,3 +102,21 @@ def test_the_extended_protocol_is_refused_with_0a000_for_now(writer: InstancePro
 
     data = asyncio.run(main())
     assert b"0A000" in data and b"extended query protocol" in data
+
+
+def test_scram_sha_256_lets_the_right_password_in_and_keeps_a_wrong_one_out(
+        storage_nodes: list[NodeProcess], instances: list[InstanceProcess],
+        tmp_path: Path, volume: Path) -> None:
+    p = InstanceProcess("pg-auth", "az1", volume, tmp_path / "instances" / "pg-auth",
+                        tmp_path / "logs" / "pg-auth.log",
+                        extra_args=("--pg-listen", "127.0.0.1:0", "--pg-password", "s3cret"))
+    instances.append(p)
+    p.start()
+    address = p.ready["pg_address"]
+    ok = psql(address, "SELECT 6 * 7", password="s3cret")
+    assert ok.returncode == 0 and ok.stdout.split() == ["42"], ok.stderr
+    wrong = psql(address, "SELECT 1", password="wrong")
+    assert wrong.returncode != 0
+    assert 'password authentication failed for user "postgres"' in wrong.stderr
+    missing = psql(address, "SELECT 1")
+    assert missing.returncode != 0

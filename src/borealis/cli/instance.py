@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from borealis.cli.storage_node import parse_address, until_signalled, write_ready_file
@@ -20,8 +21,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--listen", default="127.0.0.1:0",
                    help="HOST:PORT of the control interface (port 0: any free one)")
     p.add_argument("--writer", help="HOST:PORT of the writer's control interface (readers)")
-    p.add_argument("--pg-listen", help="HOST:PORT to serve the PostgreSQL protocol on "
-                   "(no authentication yet: keep it on 127.0.0.1)")
+    p.add_argument("--pg-listen", help="HOST:PORT to serve the PostgreSQL protocol on")
+    p.add_argument("--pg-password", default=os.environ.get("BOREALIS_MASTER_PASSWORD"),
+                   help="the master user's password, for SCRAM-SHA-256 (default: the "
+                   "environment variable BOREALIS_MASTER_PASSWORD; none: no authentication, "
+                   "allowed on a loopback address only)")
     p.add_argument("--cache-mib", type=int, default=64, help="page cache size (MiB)")
     p.add_argument("--lock-timeout", type=float, default=10.0,
                    help="seconds a session waits for the write lock")
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     config = InstanceConfig(args.instance_id, args.az, args.role,
                             cache_bytes=args.cache_mib * 2**20,
                             lock_timeout_s=args.lock_timeout, writer_address=args.writer,
-                            pg_listen=parse_address(args.pg_listen) if args.pg_listen else None)
+                            pg_listen=parse_address(args.pg_listen) if args.pg_listen else None,
+                            pg_password=args.pg_password)
 
     async def main() -> None:
         client = VolumeClient(spec, writer_id=args.instance_id, spec_path=args.volume)

@@ -37,6 +37,7 @@ sends a heartbeat when idle), catching up from storage.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -44,7 +45,14 @@ from typing import Any
 
 from borealis.engine.database import Database, Session
 from borealis.engine.replication import SILENCE_S, RedoPublisher
-from borealis.errors import BadRequestError, BorealisError, FencedError, ProtocolError
+from borealis.errors import (
+    BadRequestError,
+    BorealisError,
+    ConfigError,
+    FencedError,
+    ProtocolError,
+)
+from borealis.protocol.postgres.scram import ScramSecret
 from borealis.protocol.postgres.server import PgServer
 from borealis.transport.pool import ConnectionPool
 from borealis.transport.rpc import RpcServer
@@ -71,6 +79,8 @@ class InstanceConfig:
     lock_timeout_s: float = 10.0
     writer_address: str | None = None
     pg_listen: tuple[str, int] | None = None
+    pg_password: str | None = None
+    """The master user's password (SCRAM-SHA-256); without one, only a loopback address."""
     """Where to serve the PostgreSQL protocol (``protocol/postgres/server.py``), if at all."""
 
 
@@ -126,7 +136,14 @@ class Instance:
         bound = await self._server.start(host, port)
         self.address = f"{bound[0]}:{bound[1]}"
         if self.config.pg_listen is not None:
-            self.pg_server = PgServer(lambda: self.db, name=self.config.instance_id)
+            secret = None
+            if self.config.pg_password:
+                secret = ScramSecret.from_password(self.config.pg_password)
+            elif not _loopback(self.config.pg_listen[0]):
+                raise ConfigError("serving the PostgreSQL protocol beyond this machine needs "
+                                  "a password (--pg-password or BOREALIS_MASTER_PASSWORD)")
+            self.pg_server = PgServer(lambda: self.db, name=self.config.instance_id,
+                                      secret=secret)
             pg_host, pg_port = await self.pg_server.start(*self.config.pg_listen)
             self.pg_address = f"{pg_host}:{pg_port}"
         if self.config.role == "reader":
@@ -317,3 +334,12 @@ class Instance:
                 await session.close()
             except BorealisError as exc:
                 log.warning("closing session %s failed: %s", key, exc)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

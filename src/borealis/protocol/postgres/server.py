@@ -8,10 +8,13 @@ ErrorResponse with the error's SQLSTATE, then ReadyForQuery with the transaction
 A statement that fails inside a transaction block leaves it failed (25P02 for everything
 but ROLLBACK, and COMMIT rolls back), as in PostgreSQL.
 
-What does not, yet: authentication (every user is let in: the server must listen on
-127.0.0.1 only until SCRAM exists), TLS, the extended query protocol (answered with 0A000
-until the next Sync), COPY, SQL translation (statements run as SQLite SQL), binary formats,
-and a catalog. Values are sent as text, typed int8, float8, text or bytea from their
+Authentication: SCRAM-SHA-256 against one password (the master user's) when the server
+has one (``scram.py``); without one every user is let in, which the instance allows only
+on a loopback address.
+
+What does not work yet: TLS, the extended query protocol (answered with 0A000 until the
+next Sync), COPY, SQL translation (statements run as SQLite SQL), binary formats, and a
+catalog. Values are sent as text, typed int8, float8, text or bytea from their
 SQLite storage class.
 
 A protocol violation gets a FATAL ErrorResponse and closes that connection only.
@@ -31,6 +34,9 @@ from borealis.engine.database import Database, Result, Session
 from borealis.errors import BorealisError
 from borealis.protocol.postgres.backend import (
     AuthenticationOk,
+    AuthenticationSASL,
+    AuthenticationSASLContinue,
+    AuthenticationSASLFinal,
     BackendKeyData,
     CommandComplete,
     EmptyQueryResponse,
@@ -44,6 +50,7 @@ from borealis.protocol.postgres.backend import (
     encode_row_description,
 )
 from borealis.protocol.postgres.messages import (
+    AuthenticationResponse,
     CancelRequest,
     GSSENCRequest,
     PgProtocolError,
@@ -52,8 +59,11 @@ from borealis.protocol.postgres.messages import (
     StartupMessage,
     Sync,
     Terminate,
+    parse_sasl_initial_response,
+    parse_sasl_response,
 )
 from borealis.protocol.postgres.parser import FrontendParser
+from borealis.protocol.postgres.scram import MECHANISM, ScramError, ScramExchange, ScramSecret
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +154,11 @@ def _error(exc: BaseException, *, code: str | None = None) -> bytes:
 class PgServer:
     """Serves the PostgreSQL protocol on ``host:port`` for one instance's engine."""
 
-    def __init__(self, database: Callable[[], Database | None], *, name: str) -> None:
+    def __init__(self, database: Callable[[], Database | None], *, name: str,
+                 secret: ScramSecret | None = None) -> None:
         self._database = database
         self.name = name
+        self.secret = secret
         self._server: asyncio.AbstractServer | None = None
         self.connections: set[_Connection] = set()
 
@@ -179,6 +191,9 @@ class _Connection(asyncio.Protocol):
         self.session: Session | None = None
         self.failed = False  # a transaction block that failed: only ROLLBACK goes through
         self.skip_to_sync = False
+        self.startup: StartupMessage | None = None
+        self.scram: ScramExchange | None = None  # while authenticating
+        self.scram_started = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -214,11 +229,14 @@ class _Connection(asyncio.Protocol):
                 message = await self.inbox.get()
                 if message is None:
                     return
-                if isinstance(message, PgProtocolError):
-                    log.info("postgres protocol violation, closing: %s", message)
-                    self._send(ErrorResponse.from_protocol_error(message).encode())
-                    return
-                if not await self._handle(message):
+                try:
+                    if isinstance(message, PgProtocolError):
+                        raise message
+                    if not await self._handle(message):
+                        return
+                except PgProtocolError as exc:
+                    log.info("postgres protocol violation, closing: %s", exc)
+                    self._send(ErrorResponse.from_protocol_error(exc).encode())
                     return
         finally:
             if self.session is not None:
@@ -234,7 +252,16 @@ class _Connection(asyncio.Protocol):
         if isinstance(message, CancelRequest):
             return False  # query cancellation comes later; the connection just closes
         if isinstance(message, StartupMessage):
-            return await self._startup(message)
+            self.startup = message
+            if self.server.secret is None:
+                return await self._startup(message)
+            self.scram = ScramExchange(self.server.secret)
+            self._send(AuthenticationSASL((MECHANISM,)).encode())
+            return True
+        if self.scram is not None:
+            return await self._authenticate(message)
+        if isinstance(message, AuthenticationResponse):
+            raise PgProtocolError("a password message outside authentication")
         if isinstance(message, Terminate):
             return False
         if isinstance(message, Query):
@@ -250,6 +277,32 @@ class _Connection(asyncio.Protocol):
                 "(use the simple query protocol)"), code="0A000"))
             self.skip_to_sync = True
         return True
+
+    async def _authenticate(self, message: Any) -> bool:
+        """The SCRAM exchange: client-first, then client-final."""
+        assert self.scram is not None and self.startup is not None
+        if not isinstance(message, AuthenticationResponse):
+            raise PgProtocolError(f"{type(message).__name__} during authentication")
+        try:
+            if not self.scram_started:
+                first = parse_sasl_initial_response(message)
+                if first.mechanism != MECHANISM or first.data is None:
+                    raise ScramError(f"unsupported SASL mechanism {first.mechanism!r}")
+                self.scram_started = True
+                self._send(AuthenticationSASLContinue(
+                    self.scram.client_first(first.data)).encode())
+                return True
+            final = self.scram.client_final(parse_sasl_response(message).data)
+        except ScramError as exc:
+            log.info("authentication failed user=%s: %s", self.startup.user, exc)
+            self._send(ErrorResponse(
+                severity=Severity.FATAL, code="28P01",
+                message=f'password authentication failed for user "{self.startup.user}"'
+                .replace("\x00", "")).encode())
+            return False
+        self.scram = None
+        self._send(AuthenticationSASLFinal(final).encode())
+        return await self._startup(self.startup)
 
     async def _startup(self, message: StartupMessage) -> bool:
         database = self.server._database()
