@@ -77,9 +77,6 @@ class FakeBackend:
         self.group_lsns.append(self.lsn)
         return self.lsn
 
-    def durable_lsn(self) -> LSN:
-        return self.lsn
-
     # -- for the tests --------------------------------------------------------------------
 
     def newest(self, page: int) -> tuple[LSN, bytes] | None:

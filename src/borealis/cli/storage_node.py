@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if not profile_path:
         run_loop(main())
         return 0
-    # A developer's tool: profile the node's CPU while it runs (bench/README).
+    # A developer's tool: profile the node's CPU while it runs (docs/benchmarks.md).
     import cProfile
 
     profiler = cProfile.Profile(time.process_time)

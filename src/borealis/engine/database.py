@@ -46,7 +46,6 @@ from borealis.engine.vfs import DATABASE_FILE, VolumeFile, VolumeState, VolumeVf
 from borealis.errors import (
     BorealisError,
     EngineError,
-    FencedError,
     LockTimeoutError,
     ReadOnlyError,
     SerializationError,
@@ -104,9 +103,6 @@ class LoopBackend:
         lsn: LSN = self._run(self.client.append(writes), None)
         return lsn
 
-    def durable_lsn(self) -> LSN:
-        return self.client.vdl
-
 
 @dataclass
 class Result:
@@ -145,8 +141,6 @@ class Database:
         (BEGIN IMMEDIATE, an INSERT/UPDATE/DELETE...) until it is out of its transaction.
         Never taken inside a transaction: a session there may hold SHARED, which the turn's
         holder needs released to commit."""
-        self._closed = False
-        self._pin_task: asyncio.Task[None] | None = None
         self.reader = False
 
     @classmethod
@@ -175,7 +169,9 @@ class Database:
             self._state = ReaderState(backend, self.cache)
         else:
             self._state = VolumeState(backend, self.cache)
-            self._pin_task = loop.create_task(self._track_vdl())
+            # Versions above VDL are pinned in the cache: storage could not serve them back.
+            self.cache.pin_above = self.client.vdl
+            self.client.on_vdl.append(self._pin_at)
         name = f"borealis-{self.client.spec.geometry.volume}-{next(_vfs_names)}"
         self._vfs = VolumeVfs(name, self._state)
 
@@ -184,11 +180,8 @@ class Database:
         assert isinstance(self._state, ReaderState), "not a reader"
         return self._state
 
-    async def _track_vdl(self) -> None:
-        """Keep the cache's pin at VDL: versions above it cannot be evicted."""
-        while not self._closed:
-            self.cache.pin_above = self.client.vdl
-            await asyncio.sleep(0.01)
+    def _pin_at(self, vdl: LSN) -> None:
+        self.cache.pin_above = vdl
 
     @property
     def vdl(self) -> LSN:
@@ -203,12 +196,10 @@ class Database:
         return session
 
     async def close(self) -> None:
-        self._closed = True
         for session in list(self._sessions):
             await session.close()
-        if self._pin_task is not None:
-            self._pin_task.cancel()
-            await asyncio.gather(self._pin_task, return_exceptions=True)
+        if self._pin_at in self.client.on_vdl:
+            self.client.on_vdl.remove(self._pin_at)
         if self._vfs is not None:
             self._vfs.unregister()
 
@@ -322,7 +313,6 @@ class Session:
         self._refusal = None
         self._waited_s = 0.0
         self._timed_out = False
-        commits_before = self.db._state.commits if self.db._state else 0
         changes_before = conn.total_changes()
         try:
             cursor = conn.execute(sql, params)
@@ -361,7 +351,7 @@ class Session:
         except Exception as exc:
             log.exception("statement failed inside the engine: %s", sql[:200])
             raise EngineError(f"internal error: {type(exc).__name__}: {exc}") from None
-        if self.db._state is not None and self.db._state.commits > commits_before:
+        if file.commit_lsn:  # this statement committed (the counter is shared: not it)
             self.db.stats.commits += 1
         result = Result(rows, columns, conn.total_changes() - changes_before)
         return (result, LSN(max(file.max_version_read, file.commit_lsn)),
@@ -420,6 +410,3 @@ def _pragma_refusal(name: str, value: str, db: Database) -> str | None:
                 f"{db._state.page_size}")
     return None
 
-
-def is_fenced(exc: BaseException) -> bool:
-    return isinstance(exc, FencedError)

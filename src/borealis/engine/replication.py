@@ -189,7 +189,6 @@ class ReaderState(VolumeState):
         self.position = LSN(0)  # the stream position: every record up to it applied
         self.vdl = LSN(0)  # the read point of new transactions
         self.stats = ReplicaStats()
-        self.vdl_changed = threading.Condition()
         self._apply_lock = threading.Lock()
         self._last_seen: dict[int, int] = {}  # page -> the newest LSN streamed for it
         self._read_points: collections.Counter[int] = collections.Counter()
@@ -262,9 +261,7 @@ class ReaderState(VolumeState):
             self.stats.messages += 1
             self.stats.records += len(records)
         if vdl > self.vdl:
-            with self.vdl_changed:
-                self.vdl = LSN(vdl)
-                self.vdl_changed.notify_all()
+            self.vdl = LSN(vdl)
             lag_ms = max(0.0, (time.time() - sent_at) * 1e3)
             self.stats.lags_ms.append(lag_ms)
             self.stats.last_lag_ms = lag_ms

@@ -62,10 +62,6 @@ class Backend(Protocol):
         LSNs in the order of ``writes``). Raises if this writer is fenced."""
         ...
 
-    def durable_lsn(self) -> LSN:
-        """The current VDL."""
-        ...
-
 
 class LockManager:
     """SQLite's file locks between the connections of one process (unixLock's rules)."""
