@@ -28,7 +28,7 @@ from borealis.errors import (
 )
 from borealis.storage.messages import GetPage, GossipPush, Seal, Truncation, WriteBatch
 from borealis.storage.pagestore import MemoryPageStore
-from borealis.storage.record import FLAG_CPL, RecordKind, RedoRecord
+from borealis.storage.record import FLAG_CPL, RecordKind, RedoRecord, encode_block
 from borealis.storage.segment import Entry, Segment, SendGossip
 from borealis.types import LSN, Epoch, PageNo, SegmentId
 
@@ -317,6 +317,19 @@ def test_a_corrupt_record_in_a_batch_is_refused_and_nothing_is_applied() -> None
         host.write(corrupt)
     assert (host.segment.scl, dict(host.segment.records), host.segment.epoch) == before
     assert host.segment.truncations == []
+
+
+def test_a_received_block_is_logged_as_it_is_and_replays_to_the_same_records() -> None:
+    writer, host = WriterModel(8), Host()
+    batch = writer.batch([0, 1, 2])
+    block = encode_block(batch.records)
+    entries, _ = host.segment.on_write(batch, block=block)
+    (cover,) = [e for e in entries if e[0] == "cover"]
+    assert cover[3] is block  # not encoded again
+    replayed = make_segment()
+    for entry in entries:
+        replayed.apply_entry(entry)
+    assert replayed.records == host.segment.records
 
 
 @pytest.mark.parametrize("fault", ["reversed", "above-through", "at-prev-through",

@@ -268,7 +268,7 @@ class StorageNode:
         seg = hosted.segment
         if method == "write":
             self._writes_served += 1
-            entries, ack = seg.on_write(msg)
+            entries, ack = seg.on_write(msg, block=wire.received_block(body))
             self._log_entries(seg.segment_id, entries)
             return self._reply_when_synced(wire.encode(ack))
         if method == "seal":
@@ -302,7 +302,7 @@ class StorageNode:
                 if hosted is None:
                     self._unknown(msg.segment)
                 seg = hosted.segment
-                entries, ack = seg.on_write(msg)
+                entries, ack = seg.on_write(msg, block=wire.received_block(item))
                 self._log_entries(seg.segment_id, entries)
                 results.append(wire.write_result_ack(index, ack))
             except BorealisError as exc:

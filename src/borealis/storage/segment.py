@@ -302,7 +302,11 @@ class Segment:
 
     # --- writes ---------------------------------------------------------------------------
 
-    def on_write(self, msg: WriteBatch) -> tuple[list[Entry], WriteAck]:
+    def on_write(self, msg: WriteBatch, *, block: bytes | None = None
+                 ) -> tuple[list[Entry], WriteAck]:
+        """``block``: the record block ``msg.records`` were decoded from, when the host has
+        it (a storage node: the bytes it received), logged as it is instead of encoded
+        again."""
         self._check_epoch(msg.epoch, "write")
         msg.check_records()
         entries: list[Entry] = []
@@ -332,7 +336,9 @@ class Segment:
                     self._check_page(record)
                 # Before any entry is applied: a handler that raises must change nothing.
                 record.verify()
-            entries.append(("cover", msg.prev_through, msg.through, encode_block(msg.records)))
+            if block is None:
+                block = encode_block(msg.records)
+            entries.append(("cover", msg.prev_through, msg.through, block))
             self.stats.records_received += len(msg.records)
         for entry in entries:
             if entry[0] == "cover":

@@ -81,6 +81,13 @@ def decode_records(value: Any, *, verify: bool) -> tuple[RedoRecord, ...]:
     return records
 
 
+def received_block(encoded_batch: Any) -> bytes | None:
+    """The record block of an encoded ``WriteBatch`` that ``decode`` accepted, as received
+    (None for the older array-of-records form): a node logs it without encoding it again."""
+    records = encoded_batch[_WRITE_BATCH_RECORDS]
+    return records if type(records) is bytes else None
+
+
 def _truncation(value: Any) -> Truncation | None:
     return None if value is None else Truncation.from_wire(value)
 
@@ -236,6 +243,8 @@ def encode_write_batch(batch: WriteBatch, records: bytes) -> list[Any]:
         batch.all_scl, batch.vdl,
     ]
 
+
+_WRITE_BATCH_RECORDS = 5
 
 assert _shape(WriteBatch).names == (
     "segment", "epoch", "writer", "prev_through", "through", "records", "truncation",
