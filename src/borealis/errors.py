@@ -119,10 +119,16 @@ class EngineError(BorealisError):
 
 
 class SqlError(EngineError):
-    """SQLite refused the statement (a syntax error, a constraint, a missing table...)."""
+    """SQLite refused the statement (a syntax error, a constraint, a missing table...);
+    ``sqlstate`` is the class PostgreSQL would report for the same refusal."""
 
     code = "sql"
     sqlstate = "42000"
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        if sqlstate is not None:
+            self.sqlstate = sqlstate
 
 
 class UnsafeSettingError(EngineError):

@@ -34,7 +34,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,25 @@ class Result:
     rows: list[tuple[Any, ...]]
     columns: list[str] = field(default_factory=list)
     changes: int = 0
+    decltypes: list[str | None] = field(default_factory=list)
+    """Each column's declared type in the schema (None for an expression)."""
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a statement would return, learned by preparing it without running it."""
+
+    columns: list[tuple[str, str | None]]
+    """(name, declared type or None) per result column."""
+    parameters: int
+    read_only: bool
+
+
+class _Many:
+    """Parameters for ``executemany``: one sequence per row."""
+
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.rows = rows
 
 
 @dataclass
@@ -189,9 +208,12 @@ class Database:
             return self._state.vdl
         return self.client.vdl
 
-    async def session(self) -> Session:
+    async def session(self, setup: Callable[[apsw.Connection], None] | None = None
+                      ) -> Session:
+        """A new session; ``setup`` runs on its SQLite connection in its thread once it is
+        open, before any statement (functions, the catalog)."""
         session = Session(self)
-        await session._open()
+        await session._open(setup)
         self._sessions.add(session)
         return session
 
@@ -245,10 +267,17 @@ class Session:
         self._deferred = LSN(0)
         self._holds_turn = False
 
-    async def _open(self) -> None:
+    async def _open(self, setup: Callable[[apsw.Connection], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
+
+        def connect() -> tuple[apsw.Connection, VolumeFile]:
+            conn, file = self.db._connect()
+            if setup is not None:
+                setup(conn)
+            return conn, file
+
         try:
-            conn, self._file = await loop.run_in_executor(self._executor, self.db._connect)
+            conn, self._file = await loop.run_in_executor(self._executor, connect)
         except apsw.BusyError:
             self._executor.shutdown(wait=False)
             raise LockTimeoutError("a new session could not read the database: the write "
@@ -299,10 +328,67 @@ class Session:
             await self.db.wait_durable(wait_for)
         return result
 
+    async def describe(self, sql: str) -> Description:
+        """Prepare ``sql`` (its first statement) without running it: its result columns
+        with their declared types, its parameter count, and whether it only reads."""
+        if self._conn is None:
+            raise EngineError("the session is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._describe, sql)
+
+    def _describe(self, sql: str) -> Description:
+        conn = self._conn
+        assert conn is not None
+        found: list[Description] = []
+
+        def tracer(cursor: apsw.Cursor, _sql: str, _bindings: Any) -> bool:
+            found.append(Description(list(cursor.get_description()), cursor.bindings_count,
+                                     bool(cursor.is_readonly)))
+            return False
+
+        cursor = conn.cursor()
+        cursor.exec_trace = tracer
+        try:
+            # APSW's marker for "no bindings yet": the tracer runs before they are needed
+            cursor.execute(sql, apsw._null_bindings)  # type: ignore[attr-defined]
+        except apsw.ExecTraceAbort:
+            pass
+        except apsw.Error as exc:
+            raise sql_error(exc) from None
+        if not found:
+            return Description([], 0, True)
+        return found[0]
+
+    async def call(self, fn: Callable[[apsw.Connection], Any]) -> Any:
+        """Run ``fn(connection)`` in the session's thread (schema lookups, bulk loads);
+        SQLite errors come back as ``SqlError``."""
+        if self._conn is None:
+            raise EngineError("the session is closed")
+        loop = asyncio.get_running_loop()
+        conn = self._conn
+
+        def run() -> Any:
+            try:
+                return fn(conn)
+            except apsw.Error as exc:
+                raise sql_error(exc) from None
+
+        return await loop.run_in_executor(self._executor, run)
+
     def _release_turn(self) -> None:
         if self._holds_turn and (self._conn is None or self._conn.getautocommit()):
             self._holds_turn = False
             self.db.write_turn.release()
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Result:
+        """Run ``sql`` once per row of parameters (a bulk load: COPY FROM)."""
+        return await self.execute(sql, _Many(rows))  # type: ignore[arg-type]
+
+    def interrupt(self) -> None:
+        """Stop the statement running in this session (a cancel request); it fails with
+        SQLSTATE 57014. Safe from any thread."""
+        if self._conn is not None:
+            self._conn.interrupt()
 
     def _run(self, sql: str, params: Any) -> tuple[Result, LSN, bool]:
         conn, file = self._conn, self._file
@@ -315,12 +401,19 @@ class Session:
         self._timed_out = False
         changes_before = conn.total_changes()
         try:
-            cursor = conn.execute(sql, params)
+            if isinstance(params, _Many):
+                cursor = conn.executemany(sql, params.rows)
+            else:
+                cursor = conn.execute(sql, params)
             try:
-                columns = [d[0] for d in cursor.getdescription()]
+                description = cursor.get_description()
             except apsw.ExecutionCompleteError:
-                columns = []  # the last statement returns no rows
+                description = ()  # the last statement returns no rows
+            columns = [d[0] for d in description]
+            decltypes: list[str | None] = [d[1] for d in description]
             rows = cursor.fetchall()
+        except apsw.InterruptError:
+            raise SqlError("canceling statement due to user request", "57014") from None
         except apsw.ReadOnlyError:
             raise ReadOnlyError(
                 "cannot execute a write on a reader (replica): it is read-only; send writes "
@@ -345,7 +438,7 @@ class Session:
             failure = file.failure
             if isinstance(failure, BorealisError):
                 raise failure from None
-            raise SqlError(f"{exc}") from None
+            raise sql_error(exc) from None
         except BorealisError:
             raise  # from the volume, raised again by APSW out of the VFS (a fenced commit)
         except Exception as exc:
@@ -353,7 +446,7 @@ class Session:
             raise EngineError(f"internal error: {type(exc).__name__}: {exc}") from None
         if file.commit_lsn:  # this statement committed (the counter is shared: not it)
             self.db.stats.commits += 1
-        result = Result(rows, columns, conn.total_changes() - changes_before)
+        result = Result(rows, columns, conn.total_changes() - changes_before, decltypes)
         return (result, LSN(max(file.max_version_read, file.commit_lsn)),
                 not conn.getautocommit())
 
@@ -393,6 +486,43 @@ class Session:
             await loop.run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=False)
         self.db._sessions.discard(self)
+
+
+_CONSTRAINT_STATES = {
+    apsw.SQLITE_CONSTRAINT_UNIQUE: "23505",
+    apsw.SQLITE_CONSTRAINT_PRIMARYKEY: "23505",
+    apsw.SQLITE_CONSTRAINT_NOTNULL: "23502",
+    apsw.SQLITE_CONSTRAINT_FOREIGNKEY: "23503",
+    apsw.SQLITE_CONSTRAINT_CHECK: "23514",
+}
+_MESSAGE_STATES = (
+    ("no such table", "42P01"), ("no such column", "42703"), ("already exists", "42P07"),
+    ("syntax error", "42601"), ("no such index", "42704"), ("no such function", "42883"),
+    ("datatype mismatch", "42804"), ("too many", "54000"), ("ambiguous column", "42702"),
+    ("integer overflow", "22003"), ("no such savepoint", "3B001"),
+    ("cannot start a transaction within a transaction", "25001"),
+    ("cannot commit - no transaction is active", "25P01"),
+)
+
+
+def sql_error(exc: apsw.Error) -> SqlError:
+    """An SQLite error as an ``SqlError`` with the SQLSTATE PostgreSQL uses for it."""
+    message = str(exc)
+    for prefix in ("SQLError: ", "ConstraintError: ", "MismatchError: "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    if isinstance(exc, apsw.ConstraintError):
+        code = _CONSTRAINT_STATES.get(getattr(exc, "extendedresult", 0), "23000")
+        return SqlError(message, code)
+    if isinstance(exc, apsw.MismatchError):
+        return SqlError(message, "22P02")
+    if isinstance(exc, apsw.TooBigError):
+        return SqlError(message, "54000")
+    lowered = message.lower()
+    for needle, code in _MESSAGE_STATES:
+        if needle in lowered:
+            return SqlError(message, code)
+    return SqlError(message)
 
 
 def _pragma_refusal(name: str, value: str, db: Database) -> str | None:

@@ -1,21 +1,24 @@
-"""A PostgreSQL protocol server for an instance: the first slice (issue 4 builds it out).
+"""The PostgreSQL protocol server of an instance: connections, sessions, the query protocols.
 
-What works: the startup phase (an SSL or GSSAPI request is refused with 'N', so clients
-that prefer encryption go on in the clear; a cancel request closes the connection), the
-parameters clients expect at startup, and the simple query protocol: each Query runs on the
-connection's engine session and answers RowDescription, DataRow, CommandComplete or an
-ErrorResponse with the error's SQLSTATE, then ReadyForQuery with the transaction status.
-A statement that fails inside a transaction block leaves it failed (25P02 for everything
-but ROLLBACK, and COMMIT rolls back), as in PostgreSQL.
+A connection is an ``asyncio.Protocol`` whose bytes go through the sans-I/O
+``FrontendParser``; one task per connection handles its messages in order, so a slow
+statement holds up only its own connection (SQL runs in the session's thread, see
+``engine.database``).
 
-Authentication: SCRAM-SHA-256 against one password (the master user's) when the server
-has one (``scram.py``); without one every user is let in, which the instance allows only
-on a loopback address.
-
-What does not work yet: TLS, the extended query protocol (answered with 0A000 until the
-next Sync), COPY, SQL translation (statements run as SQLite SQL), binary formats, and a
-catalog. Values are sent as text, typed int8, float8, text or bytea from their
-SQLite storage class.
+- Startup: SSL and GSSAPI requests are answered 'N' (TLS is not served yet), a cancel
+  request interrupts the statement its key names, the startup message is checked (user,
+  database) and the connection limit applied, then SCRAM-SHA-256 against the master
+  password (``scram.py``) or, without one, trust (allowed only on loopback addresses).
+- Simple query: the query string is split into statements, each translated
+  (``translate.Translator``, cached by shape) and run; several statements without
+  transaction control run in one implicit transaction, as in PostgreSQL.
+- Extended query: named and unnamed statements and portals, parameter types from the
+  client or inferred from the schema, ParameterDescription and RowDescription at Describe
+  before anything runs, text and binary formats, row limits with PortalSuspended. Between
+  two Syncs, several Executes outside a transaction block run in one implicit transaction.
+  After an error, messages are skipped up to the next Sync.
+- COPY FROM STDIN / TO STDOUT in text and CSV.
+- Transactions: a failed transaction block refuses everything but ROLLBACK (25P02).
 
 A protocol violation gets a FATAL ErrorResponse and closes that connection only.
 """
@@ -23,26 +26,45 @@ A protocol violation gets a FATAL ErrorResponse and closes that connection only.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import itertools
 import logging
-import os
 import re
 import secrets
+import struct
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
+import apsw
+
 from borealis.engine.database import Database, Result, Session
-from borealis.errors import BorealisError
+from borealis.errors import BorealisError, ReadOnlyError
+from borealis.protocol.postgres import schema as pgschema
+from borealis.protocol.postgres import sqltext
+from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.backend import (
     AuthenticationOk,
     AuthenticationSASL,
     AuthenticationSASLContinue,
     AuthenticationSASLFinal,
     BackendKeyData,
+    BindComplete,
+    CloseComplete,
     CommandComplete,
+    CopyInResponse,
+    CopyOutResponse,
     EmptyQueryResponse,
     ErrorResponse,
     FieldDescription,
+    NoData,
+    NoticeResponse,
+    ParameterDescription,
     ParameterStatus,
+    ParseComplete,
+    PortalSuspended,
     ReadyForQuery,
     Severity,
     TransactionStatus,
@@ -51,116 +73,142 @@ from borealis.protocol.postgres.backend import (
 )
 from borealis.protocol.postgres.messages import (
     AuthenticationResponse,
+    Bind,
     CancelRequest,
+    Close,
+    CopyData,
+    CopyDone,
+    CopyFail,
+    Describe,
+    Execute,
+    Flush,
+    Format,
     GSSENCRequest,
+    Parse,
     PgProtocolError,
     Query,
     SSLRequest,
     StartupMessage,
     Sync,
+    Target,
     Terminate,
     parse_sasl_initial_response,
     parse_sasl_response,
 )
 from borealis.protocol.postgres.parser import FrontendParser
 from borealis.protocol.postgres.scram import MECHANISM, ScramError, ScramExchange, ScramSecret
+from borealis.protocol.postgres.session import DISPLAY_NAMES, SERVER_VERSION, SqlSession
+from borealis.protocol.postgres.translate import (
+    CopyAction,
+    Kind,
+    ParamHint,
+    SequenceOp,
+    SetAction,
+    ShowAction,
+    Statement,
+    TransactionAction,
+    TranslationError,
+    Translator,
+)
 
 log = logging.getLogger(__name__)
 
-SERVER_VERSION = "15.0 (Borealis)"
+__all__ = ["SERVER_VERSION", "PgServer", "command_tag"]
+
+CONNECTIONS_MAX_DEFAULT = 100
+PREPARED_STATEMENTS_MAX = 10_000
+"""Named statements one connection may hold (a client that never closes its statements
+must not take the instance's memory)."""
+COPY_BATCH_ROWS = 5_000
+"""Rows of a COPY FROM inserted per trip to the session's thread."""
+OID_TEXT = 25
 OID_INT8 = 20
 OID_FLOAT8 = 701
-OID_TEXT = 25
 OID_BYTEA = 17
+OID_BOOL = 16
 
-_FIRST_WORD = re.compile(r"\s*([A-Za-z]+)(?:\s+([A-Za-z]+))?")
-_ROLLBACK = re.compile(r"\s*(ROLLBACK|ABORT)\b", re.IGNORECASE)
-_COMMIT = re.compile(r"\s*(COMMIT|END)\b", re.IGNORECASE)
-_SINGLE_WORD_TAGS = frozenset({"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE",
-                               "VACUUM", "ANALYZE", "PRAGMA", "END"})
-_TWO_WORD_TAGS = frozenset({"CREATE", "DROP", "ALTER"})
-
-
-def startup_parameters(user: str, application_name: str) -> list[ParameterStatus]:
-    """What PostgreSQL 15 reports at startup (clients read several of them)."""
-    return [ParameterStatus(name, value) for name, value in (
-        ("server_version", SERVER_VERSION),
-        ("server_encoding", "UTF8"),
-        ("client_encoding", "UTF8"),
-        ("application_name", application_name),
-        ("DateStyle", "ISO, MDY"),
-        ("IntervalStyle", "postgres"),
-        ("integer_datetimes", "on"),
-        ("standard_conforming_strings", "on"),
-        ("TimeZone", "UTC"),
-        ("is_superuser", "on"),
-        ("session_authorization", user),
-        ("default_transaction_read_only", "off"),
-        ("in_hot_standby", "off"),
-    )]
+_REPORTED_AT_STARTUP = ("application_name", "client_encoding", "datestyle",
+                        "default_transaction_read_only", "in_hot_standby", "integer_datetimes",
+                        "intervalstyle", "is_superuser", "server_encoding", "server_version",
+                        "standard_conforming_strings", "timezone")
 
 
-def command_tag(sql: str, result: Result) -> str:
-    """The CommandComplete tag PostgreSQL would send for ``sql``."""
-    match = _FIRST_WORD.match(sql)
-    word = match.group(1).upper() if match else ""
-    if result.columns or word in ("SELECT", "WITH", "VALUES"):
-        return f"SELECT {len(result.rows)}"
-    if word == "INSERT":
-        return f"INSERT 0 {result.changes}"
-    if word in ("UPDATE", "DELETE"):
-        return f"{word} {result.changes}"
-    if word in _TWO_WORD_TAGS and match and match.group(2):
-        return f"{word} {match.group(2).upper()}"
-    if word == "END":
-        return "COMMIT"
-    if word in _SINGLE_WORD_TAGS:
-        return word
-    return word or "OK"
+def command_tag(statement: Statement, result: Result | None, rows: int) -> str:
+    """The CommandComplete tag PostgreSQL sends for ``statement``."""
+    tag = statement.tag
+    changes = result.changes if result is not None else 0
+    if tag == "SELECT":
+        if statement.kind is Kind.DDL:  # CREATE TABLE AS
+            return f"SELECT {changes}"
+        return f"SELECT {rows}"
+    if tag == "INSERT":
+        return f"INSERT 0 {rows if statement.kind is Kind.QUERY else changes}"
+    if tag in ("UPDATE", "DELETE"):
+        return f"{tag} {rows if statement.kind is Kind.QUERY else changes}"
+    if tag == "COPY":
+        return f"COPY {rows}"
+    return tag
 
 
-def _field(name: str, rows: list[tuple[Any, ...]], column: int) -> FieldDescription:
-    oid = OID_TEXT
-    for row in rows:
-        value = row[column]
-        if value is None:
-            continue
-        if isinstance(value, bool | int):
-            oid = OID_INT8
-        elif isinstance(value, float):
-            oid = OID_FLOAT8
-        elif isinstance(value, bytes):
-            oid = OID_BYTEA
-        break
-    return FieldDescription(name=name.replace("\x00", ""), type_oid=oid)
-
-
-def _text(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return b"\\x" + value.hex().encode("ascii")
-    if isinstance(value, float):
-        return repr(value).encode("ascii")
-    return str(value).encode("utf-8")
-
-
-def _error(exc: BaseException, *, code: str | None = None) -> bytes:
+def _error(exc: BaseException, *, code: str | None = None,
+           severity: Severity = Severity.ERROR) -> bytes:
     sqlstate = code or getattr(exc, "sqlstate", None) or "XX000"
     message = str(exc).replace("\x00", "") or type(exc).__name__
-    return ErrorResponse(severity=Severity.ERROR, code=sqlstate, message=message).encode()
+    return ErrorResponse(severity=severity, code=sqlstate, message=message).encode()
+
+
+@dataclass
+class Prepared:
+    """A parsed statement: its translation and parameter types."""
+
+    sql: str
+    statement: Statement
+    param_types: tuple[int, ...]
+    result: list[tuple[str, int, int]] | None = None  # described columns: name, oid, typmod
+
+
+@dataclass
+class Portal:
+    """A bound statement, possibly run part way (its rows are kept between Executes)."""
+
+    prepared: Prepared
+    params: tuple[Any, ...]
+    result_formats: tuple[Format, ...]
+    rows: deque[tuple[Any, ...]] | None = None
+    columns: list[tuple[str, int, int]] | None = None
+    result: Result | None = None
+    sent: int = 0
+    done: bool = False
+    tag: str = ""
+
+
+@dataclass
+class _Batch:
+    """Messages between two Syncs: whether an implicit transaction was opened."""
+
+    implicit: bool = False
+    errors: int = 0
+    executes: int = 0
 
 
 class PgServer:
     """Serves the PostgreSQL protocol on ``host:port`` for one instance's engine."""
 
     def __init__(self, database: Callable[[], Database | None], *, name: str,
-                 secret: ScramSecret | None = None) -> None:
+                 secret: ScramSecret | None = None, user: str = "postgres",
+                 database_name: str = "postgres",
+                 connections_max: int = CONNECTIONS_MAX_DEFAULT) -> None:
         self._database = database
         self.name = name
         self.secret = secret
+        self.user = user
+        self.database_name = database_name
+        self.connections_max = connections_max
+        self.translator = Translator()
         self._server: asyncio.AbstractServer | None = None
         self.connections: set[_Connection] = set()
+        self._keys: dict[tuple[int, int], _Connection] = {}
+        self._process_ids = itertools.count(1000)
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -178,6 +226,21 @@ class PgServer:
         for connection in list(self.connections):
             await connection.finished()
 
+    def new_key(self, connection: _Connection) -> tuple[int, int]:
+        key = (next(self._process_ids) & 0x7FFFFFFF, secrets.randbits(31))
+        self._keys[key] = connection
+        return key
+
+    def cancel(self, process_id: int, secret_key: int) -> None:
+        connection = self._keys.get((process_id, secret_key))
+        if connection is not None:
+            log.info("cancel request instance=%s backend=%d", self.name, process_id)
+            connection.cancel()
+
+    @property
+    def active_sessions(self) -> int:
+        return sum(1 for c in self.connections if c.session is not None)
+
 
 class _Connection(asyncio.Protocol):
     """One client: messages are parsed as they arrive and handled in order by one task."""
@@ -186,15 +249,26 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.parser = FrontendParser()
         self.transport: asyncio.Transport | None = None
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.inbox: deque[Any] = deque()
+        self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.session: Session | None = None
+        self.sql: SqlSession | None = None
         self.failed = False  # a transaction block that failed: only ROLLBACK goes through
         self.skip_to_sync = False
         self.startup: StartupMessage | None = None
         self.scram: ScramExchange | None = None  # while authenticating
         self.scram_started = False
+        self.key: tuple[int, int] | None = None
+        self.prepared: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+        self.batch = _Batch()
+        self.read_only_block = False
+        self.pending_begin = False
+        self.running = False
+        self.copy_inbox: asyncio.Queue[Any] | None = None
 
+    # -- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.server.connections.add(self)
@@ -202,18 +276,23 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            for message in self.parser.feed(data):
-                self.inbox.put_nowait(message)
+            self.inbox.extend(self.parser.feed(data))
         except PgProtocolError as exc:
-            self.inbox.put_nowait(exc)
+            self.inbox.append(exc)
+        self.arrived.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
-        self.inbox.put_nowait(None)
+        self.inbox.append(None)
+        self.arrived.set()
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def cancel(self) -> None:
+        if self.running and self.session is not None:
+            self.session.interrupt()
 
     async def finished(self) -> None:
         if self.task is not None:
@@ -223,10 +302,25 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    async def _next(self) -> Any:
+        while not self.inbox:
+            self.arrived.clear()
+            await self.arrived.wait()
+        return self.inbox.popleft()
+
+    def _execute_follows(self) -> bool:
+        """Whether another Execute is already queued before the next Sync."""
+        for message in self.inbox:
+            if isinstance(message, Sync):
+                return False
+            if isinstance(message, Execute):
+                return True
+        return False
+
     async def _run(self) -> None:
         try:
             while True:
-                message = await self.inbox.get()
+                message = await self._next()
                 if message is None:
                     return
                 try:
@@ -238,7 +332,15 @@ class _Connection(asyncio.Protocol):
                     log.info("postgres protocol violation, closing: %s", exc)
                     self._send(ErrorResponse.from_protocol_error(exc).encode())
                     return
+                except Exception as exc:
+                    # A bug here must cost this connection only, never the instance.
+                    log.exception("postgres connection failed, closing it")
+                    self._send(_error(BorealisError(f"internal error: {exc}"), code="XX000",
+                                      severity=Severity.FATAL))
+                    return
         finally:
+            if self.key is not None:
+                self.server._keys.pop(self.key, None)
             if self.session is not None:
                 await self.session.close()
             if self.transport is not None:
@@ -250,14 +352,10 @@ class _Connection(asyncio.Protocol):
             self._send(self.parser.answer_encryption_request(accepted=False))
             return True
         if isinstance(message, CancelRequest):
-            return False  # query cancellation comes later; the connection just closes
+            self.server.cancel(message.process_id, message.secret_key)
+            return False
         if isinstance(message, StartupMessage):
-            self.startup = message
-            if self.server.secret is None:
-                return await self._startup(message)
-            self.scram = ScramExchange(self.server.secret)
-            self._send(AuthenticationSASL((MECHANISM,)).encode())
-            return True
+            return await self._begin_startup(message)
         if self.scram is not None:
             return await self._authenticate(message)
         if isinstance(message, AuthenticationResponse):
@@ -265,17 +363,61 @@ class _Connection(asyncio.Protocol):
         if isinstance(message, Terminate):
             return False
         if isinstance(message, Query):
-            await self._query(message.query)
+            await self._simple_query(message.query)
             return True
         if isinstance(message, Sync):
-            self.skip_to_sync = False
-            self._ready()
+            await self._sync()
             return True
-        if not self.skip_to_sync:
-            self._send(_error(BorealisError(
-                f"{type(message).__name__}: the extended query protocol is not supported yet "
-                "(use the simple query protocol)"), code="0A000"))
+        if isinstance(message, CopyData | CopyDone | CopyFail):
+            return True  # the rest of a COPY that failed: PostgreSQL ignores it too
+        if isinstance(message, Flush):
+            return True  # every message is written as soon as it is answered
+        if self.skip_to_sync:
+            return True
+        try:
+            if isinstance(message, Parse):
+                await self._parse(message)
+            elif isinstance(message, Bind):
+                await self._bind(message)
+            elif isinstance(message, Describe):
+                await self._describe(message)
+            elif isinstance(message, Execute):
+                await self._execute(message)
+            elif isinstance(message, Close):
+                self._close(message)
+            else:
+                raise PgProtocolError(f"{type(message).__name__} is not supported")
+        except PgProtocolError:
+            raise
+        except (BorealisError, pgtypes.PgValueError) as exc:
+            self._send(_error(exc))
+            self._after_error()
             self.skip_to_sync = True
+        return True
+
+    # -- startup and authentication -------------------------------------------------
+    async def _begin_startup(self, message: StartupMessage) -> bool:
+        self.startup = message
+        user = message.user or ""
+        database = message.database or user
+        if self.server.active_sessions >= self.server.connections_max:
+            self._send(ErrorResponse(severity=Severity.FATAL, code="53300",
+                                     message="sorry, too many clients already").encode())
+            return False
+        if user != self.server.user:
+            self._send(ErrorResponse(
+                severity=Severity.FATAL, code="28000",
+                message=f'role "{user}" does not exist'.replace("\x00", "")).encode())
+            return False
+        if database != self.server.database_name:
+            self._send(ErrorResponse(
+                severity=Severity.FATAL, code="3D000",
+                message=f'database "{database}" does not exist'.replace("\x00", "")).encode())
+            return False
+        if self.server.secret is None:
+            return await self._startup(message)
+        self.scram = ScramExchange(self.server.secret)
+        self._send(AuthenticationSASL((MECHANISM,)).encode())
         return True
 
     async def _authenticate(self, message: Any) -> bool:
@@ -308,70 +450,879 @@ class _Connection(asyncio.Protocol):
         database = self.server._database()
         if database is None:
             self._send(ErrorResponse(severity=Severity.FATAL, code="57P03",
-                                     message="the instance is starting up").encode())
+                                     message="the database system is starting up").encode())
             return False
+        user = message.user or self.server.user
+        self.sql = SqlSession(user=user, database=self.server.database_name,
+                              application_name=message.application_name or "",
+                              read_only=database.reader)
+        settings = list(message.settings)
+        settings += re.findall(r"(?:-c\s*|--)([A-Za-z_][\w.]*)=(\S+)", message.options or "")
+        for name, value in settings:
+            key = SqlSession.canonical(name)
+            if key == "application_name":
+                continue
+            try:
+                self.sql.set(key, value)
+            except BorealisError as exc:
+                self._send(_error(exc, severity=Severity.FATAL))
+                return False
+        self.sql.take_changes()
+        sql = self.sql
+        catalog_install = _catalog_installer(user, self.server.database_name,
+                                             in_recovery=database.reader)
+
+        def setup(conn: apsw.Connection) -> None:
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA case_sensitive_like=ON")
+            sql.register(conn)
+            if catalog_install is not None:
+                catalog_install(conn)
+
         try:
-            self.session = await database.session()
+            self.session = await database.session(setup)
         except BorealisError as exc:
             self._send(ErrorResponse(severity=Severity.FATAL, code="53300",
                                      message=str(exc).replace("\x00", "")).encode())
             return False
-        user = message.user or "postgres"
+        self.key = self.server.new_key(self)
         out = [AuthenticationOk().encode()]
-        out += [p.encode() for p in startup_parameters(user, message.application_name or "")]
-        out.append(BackendKeyData(os.getpid() & 0x7FFFFFFF,
-                                  secrets.randbits(31)).encode())
+        for name in _REPORTED_AT_STARTUP:
+            value = self.sql.get(name) or ""
+            if name == "is_superuser":
+                value = "on"
+            out.append(ParameterStatus(DISPLAY_NAMES.get(name, name), value).encode())
+        out.append(ParameterStatus("session_authorization", user).encode())
+        out.append(BackendKeyData(*self.key).encode())
         self._send(b"".join(out))
         self._ready()
         return True
 
-    def _ready(self) -> None:
-        session = self.session
-        if self.failed:
-            status = TransactionStatus.FAILED
-        elif session is not None and session.in_transaction:
-            status = TransactionStatus.IN_TRANSACTION
-        else:
-            status = TransactionStatus.IDLE
-        self._send(ReadyForQuery(status).encode())
+    def _status(self) -> TransactionStatus:
+        if self.failed and not self.batch.implicit:
+            return TransactionStatus.FAILED
+        if self.in_block and not self.batch.implicit:
+            return TransactionStatus.IN_TRANSACTION
+        return TransactionStatus.IDLE
 
-    async def _query(self, sql: str) -> None:
-        session = self.session
-        if session is None:
-            self._send(_error(BorealisError("no session"), code="08P01"))
+    def _ready(self) -> None:
+        self._send(ReadyForQuery(self._status()).encode())
+
+    def _report_settings(self) -> None:
+        assert self.sql is not None
+        for name, value in self.sql.take_changes():
+            self._send(ParameterStatus(name, value).encode())
+
+    # -- transactions ---------------------------------------------------------------
+    # A PostgreSQL BEGIN does not start an SQLite transaction at once: the first statement
+    # of the block does, as BEGIN IMMEDIATE when it writes (the session then queues for
+    # the write lock before it reads anything, so a TPC-B transaction never has to be
+    # retried) and as a deferred BEGIN when it reads. PostgreSQL, too, takes a block's
+    # snapshot at its first statement, not at BEGIN.
+
+    @property
+    def in_block(self) -> bool:
+        """In a transaction block (explicit or implicit), begun in SQLite or not yet."""
+        return self.pending_begin or (self.session is not None
+                                      and self.session.in_transaction)
+
+    async def _open(self, *, write: bool) -> None:
+        """Start the SQLite transaction of a block that has none yet."""
+        if self.pending_begin:
+            self.pending_begin = False
+            await self._sqlite("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    async def _sqlite(self, sql: str, params: Any = None) -> Result:
+        assert self.session is not None and self.sql is not None
+        self.sql.begin_statement(self.in_block)
+        self.running = True
+        try:
+            return await self.session.execute(sql, params)
+        finally:
+            self.running = False
+
+    def _after_error(self) -> None:
+        """A statement failed: a transaction block (explicit or implicit) is now failed."""
+        if self.in_block:
+            self.failed = True
+
+    async def _end(self, *, commit: bool) -> None:
+        """End the block: COMMIT (its errors propagate, after a rollback) or ROLLBACK."""
+        self.pending_begin = False
+        self.read_only_block = False
+        try:
+            if self.session is not None and self.session.in_transaction:
+                if commit and not self.failed:
+                    try:
+                        await self._sqlite("COMMIT")
+                    except BorealisError:
+                        await self._rollback_quietly()
+                        raise
+                else:
+                    await self._rollback_quietly()
+        finally:
+            self.failed = False
+            if self.sql is not None:
+                self.sql.end_transaction()
+
+    async def _rollback_quietly(self) -> None:
+        if self.session is not None and self.session.in_transaction:
+            try:
+                await self.session.execute("ROLLBACK")
+            except BorealisError as exc:  # the session is gone or the volume failed
+                log.warning("rollback failed: %s", exc)
+
+    async def _sync(self) -> None:
+        self.skip_to_sync = False
+        batch, self.batch = self.batch, _Batch()
+        if batch.implicit:
+            try:
+                await self._end(commit=True)
+            except BorealisError as exc:
+                self._send(_error(exc))
+        self.portals = {name: p for name, p in self.portals.items()
+                        if name and self.in_block}  # portals end with their transaction
+        self._ready()
+
+    async def _transaction(self, action: TransactionAction) -> list[bytes]:
+        """BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, ROLLBACK TO."""
+        assert self.sql is not None
+        out: list[bytes] = []
+        verb = action.verb
+        in_block = self.in_block and not self.batch.implicit
+        if verb == "begin":
+            if in_block:
+                out.append(NoticeResponse(severity=Severity.WARNING, code="25001", message=(
+                    "there is already a transaction in progress")).encode())
+                return out
+            if self.batch.implicit:
+                self.batch.implicit = False  # BEGIN inside a batch: the block takes over
+            else:
+                self.pending_begin = True
+            self.read_only_block = action.read_only
+            return out
+        if verb in ("commit", "rollback"):
+            if not in_block:
+                out.append(NoticeResponse(severity=Severity.WARNING, code="25P01", message=(
+                    "there is no transaction in progress")).encode())
+            if self.batch.implicit:
+                self.batch.implicit = False
+            await self._end(commit=verb == "commit")
+            return out
+        name = '"' + action.name.replace('"', '""') + '"'
+        if not in_block:
+            keyword = {"savepoint": "SAVEPOINT", "release": "RELEASE SAVEPOINT",
+                       "rollback_to": "ROLLBACK TO SAVEPOINT"}[verb]
+            raise TranslationError(f"{keyword} can only be used in transaction blocks",
+                                   "25P01")
+        await self._open(write=False)
+        if verb == "savepoint":
+            await self._sqlite(f"SAVEPOINT {name}")
+        elif verb == "release":
+            await self._sqlite(f"RELEASE SAVEPOINT {name}")
+        else:
+            await self._sqlite(f"ROLLBACK TO SAVEPOINT {name}")
+            self.failed = False
+        return out
+
+    # -- running one statement -------------------------------------------------------
+    async def _run_statement(self, statement: Statement, params: tuple[Any, ...]
+                             ) -> tuple[list[tuple[str, int, int]] | None,
+                                        list[tuple[Any, ...]], str, list[bytes]]:
+        """Run a translated statement: (columns or None, rows, command tag, notices)."""
+        assert self.session is not None and self.sql is not None
+        kind = statement.kind
+        if self.failed and not (kind is Kind.TRANSACTION and isinstance(
+                statement.action, TransactionAction) and statement.action.verb in (
+                "rollback", "rollback_to", "commit")):
+            raise TranslationError("current transaction is aborted, commands ignored until "
+                                   "end of transaction block", "25P02")
+        if not statement.read_only and (self.read_only_block or self.session.db.reader):
+            raise ReadOnlyError(f"cannot execute {statement.tag} in a read-only transaction")
+        if kind is Kind.TRANSACTION:
+            assert isinstance(statement.action, TransactionAction)
+            rolled_back = self.failed and statement.action.verb == "commit"
+            notices = await self._transaction(statement.action)
+            return None, [], "ROLLBACK" if rolled_back else statement.tag, notices
+        if kind is Kind.SET:
+            if isinstance(statement.action, SetAction):
+                self.sql.set(statement.action.name, statement.action.value,
+                             local=statement.action.local, in_transaction=self.in_block)
+                self._report_settings()
+            return None, [], statement.tag, []
+        if kind is Kind.SHOW:
+            assert isinstance(statement.action, ShowAction)
+            name = statement.action.name
+            if name == "all":
+                rows = [(n, v, d) for n, v, d in self.sql.show_all()]
+                return ([("name", OID_TEXT, -1), ("setting", OID_TEXT, -1),
+                         ("description", OID_TEXT, -1)], rows, "SHOW", [])
+            value = self.sql.get(name)
+            column = name.split()[-1] if " " in name else name
+            if name == "transaction isolation level":
+                column = "transaction_isolation"
+            return [(column, OID_TEXT, -1)], [(value,)], "SHOW", []
+        if kind is Kind.UTILITY or kind is Kind.EMPTY:
+            return None, [], statement.tag, []
+        if kind is Kind.COPY:
+            raise TranslationError("COPY is only supported in the simple query protocol",
+                                   "0A000")
+        if kind is Kind.DDL:
+            result = await self._ddl(statement)
+            return None, [], command_tag(statement, result, 0), []
+        await self._open(write=not statement.read_only)
+        result = await self._sqlite(statement.sqlite[0], params or None)
+        if kind is Kind.QUERY:
+            columns = self._columns(statement, result.columns, result.decltypes, result.rows)
+            return columns, result.rows, command_tag(statement, result, len(result.rows)), []
+        return None, [], command_tag(statement, result, 0), []
+
+    async def _ddl(self, statement: Statement) -> Result | None:
+        """DDL as one atomic unit: its setup, its statements and its action."""
+        assert self.session is not None
+        await self._open(write=True)
+        own = not self.in_block
+        if own:
+            await self._sqlite("BEGIN IMMEDIATE")
+        try:
+            result: Result | None = None
+            for sql in statement.setup:
+                await self._sqlite(sql)
+            action = statement.action
+            if isinstance(action, SequenceOp) and action.op == "truncate":
+                tables = action.args[0]
+                await self.session.call(lambda c: pgschema.check_tables_exist(c, tables))
+            for sql in statement.sqlite:
+                result = await self._sqlite(sql)
+            if isinstance(action, SequenceOp):
+                await self._sequence_op(action)
+            if own:
+                await self._sqlite("COMMIT")
+            return result
+        except BaseException:
+            if own:
+                await self._rollback_quietly()
+            raise
+
+    async def _sequence_op(self, action: SequenceOp) -> None:
+        assert self.session is not None
+        op, args = action.op, action.args
+        if op == "add_primary_key":
+            keys, constraint = args
+            await self.session.call(
+                lambda c: pgschema.add_primary_key(c, action.name, keys, constraint))
+        elif op == "create_sequence":
+            options, if_not_exists = args
+            await self.session.call(lambda c: pgschema.create_sequence(
+                c, action.name, dict(options), if_not_exists))
+        elif op == "drop_sequence":
+            names, if_exists = args
+            await self.session.call(lambda c: pgschema.drop_sequences(c, names, if_exists))
+        elif op == "truncate":
+            tables, restart = args
+            if restart:
+                await self.session.call(lambda c: pgschema.restart_owned_sequences(c, tables))
+        elif op == "drop_owned":
+            await self.session.call(lambda c: pgschema.drop_owned_sequences(c, args))
+        # writes made through call() are durable with the COMMIT that follows them
+
+    def _columns(self, statement: Statement, names: list[str], decltypes: list[str | None],
+                 rows: list[tuple[Any, ...]] | None) -> list[tuple[str, int, int]]:
+        """Each result column's name, type OID and modifier."""
+        out = []
+        static = statement.columns
+        for index, name in enumerate(names):
+            oid, typmod = 0, -1
+            if static is not None and index < len(static):
+                oid, typmod = static[index].type_oid, static[index].typmod
+                name = static[index].name
+            if not oid and index < len(decltypes) and decltypes[index]:
+                typed = pgtypes.type_from_decltype(decltypes[index])
+                if typed is not None:
+                    oid, typmod = typed[0].oid, typed[1]
+            if not oid and rows:
+                oid = _oid_of_values(rows, index)
+            out.append((name, oid or OID_TEXT, typmod))
+        return out
+
+    # -- simple query ---------------------------------------------------------------
+    async def _simple_query(self, text: str) -> None:
+        assert self.sql is not None
+        try:
+            statements = sqltext.split(text)
+        except sqltext.SqlTextError as exc:
+            self._send(_error(exc))
+            self._ready()
             return
-        if not sql.strip().strip(";").strip():
+        if not statements:
             self._send(EmptyQueryResponse().encode())
             self._ready()
             return
-        if self.failed:
-            if _ROLLBACK.match(sql) or _COMMIT.match(sql):
-                await self._run_statement(session, "ROLLBACK", tag="ROLLBACK")
-                self.failed = False
-            else:
-                self._send(_error(BorealisError(
-                    "current transaction is aborted, commands ignored until end of "
-                    "transaction block"), code="25P02"))
-            self._ready()
-            return
-        await self._run_statement(session, sql)
+        implicit = False
+        if len(statements) > 1 and not self.in_block and not self.failed:
+            words = {sqltext.first_word(s) for s in statements}
+            if not words & {"begin", "start", "commit", "end", "rollback", "abort",
+                            "savepoint", "release", "vacuum", "copy"}:
+                # several statements in one Query are one transaction, as in PostgreSQL
+                implicit = True
+                self.batch.implicit = True
+                self.pending_begin = True
+        try:
+            for sql in statements:
+                if not await self._simple_statement(sql):
+                    break
+        finally:
+            if implicit and self.batch.implicit:
+                self.batch.implicit = False
+                try:
+                    await self._end(commit=True)
+                except BorealisError as exc:
+                    self._send(_error(exc))
         self._ready()
 
-    async def _run_statement(self, session: Session, sql: str, *, tag: str | None = None
-                             ) -> None:
-        in_block = session.in_transaction
+    async def _simple_statement(self, sql: str) -> bool:
+        """Run one statement of a simple Query; False stops the rest (an error)."""
         try:
-            result = await session.execute(sql)
-        except BorealisError as exc:
+            statement, params = self.server.translator.translate_simple(sql)
+            if statement.kind is Kind.COPY:
+                assert isinstance(statement.action, CopyAction)
+                await self._copy(statement.action)
+                return True
+            columns, rows, tag, notices = await self._run_statement(statement, params)
+        except (BorealisError, pgtypes.PgValueError, sqltext.SqlTextError) as exc:
             self._send(_error(exc))
-            if in_block or session.in_transaction:
-                self.failed = True
-            return
-        out: list[bytes] = []
-        if result.columns:
-            fields = [_field(name, result.rows, i) for i, name in enumerate(result.columns)]
-            out.append(encode_row_description(fields))
-            out += [encode_data_row([_text(v) for v in row]) for row in result.rows]
-        out.append(CommandComplete(tag or command_tag(sql, result)).encode())
+            self._after_error()
+            return False
+        out = list(notices)
+        if statement.kind is Kind.EMPTY:
+            out.append(EmptyQueryResponse().encode())
+        if columns is not None:
+            out.append(encode_row_description(
+                [FieldDescription(name=n.replace("\x00", ""), type_oid=oid, type_modifier=typmod,
+                                  type_size=_size(oid)) for n, oid, typmod in columns]))
+            types = [pgtypes.BY_OID.get(oid) for _, oid, _ in columns]
+            try:
+                for row in rows:
+                    out.append(encode_data_row([_text(t, v) for t, v in zip(types, row,
+                                                                            strict=True)]))
+            except pgtypes.PgValueError as exc:
+                self._send(b"".join(out[:1]))
+                self._send(_error(exc))
+                self._after_error()
+                return False
+        if statement.kind is not Kind.EMPTY:
+            out.append(CommandComplete(tag).encode())
         self._send(b"".join(out))
+        return True
+
+    # -- extended query -------------------------------------------------------------
+    async def _parse(self, message: Parse) -> None:
+        assert self.session is not None
+        if message.statement and message.statement in self.prepared:
+            raise TranslationError(f'prepared statement "{message.statement}" already exists',
+                                   "42P05")
+        if len(self.prepared) >= PREPARED_STATEMENTS_MAX and message.statement:
+            raise TranslationError("too many prepared statements on this connection", "54000")
+        statements = sqltext.split(message.query)
+        if len(statements) > 1:
+            raise TranslationError("cannot insert multiple commands into a prepared statement",
+                                   "42601")
+        sql = statements[0] if statements else ""
+        statement = self.server.translator.translate(sql)
+        declared = tuple(message.parameter_types)
+        hints = statement.param_hints + tuple(
+            ParamHint() for _ in range(len(declared) - statement.param_count))
+        if any(not d for d in declared) or len(declared) < len(hints):
+            param_types = await self.session.call(
+                lambda c: pgschema.parameter_types(c, hints, declared))
+        else:
+            param_types = declared
+        for oid in param_types:
+            if oid not in pgtypes.BY_OID:
+                raise TranslationError(f"type with OID {oid} is not supported", "0A000")
+        self.prepared[message.statement] = Prepared(sql, statement, tuple(param_types))
+        self._send(ParseComplete().encode())
+
+    async def _bind(self, message: Bind) -> None:
+        prepared = self.prepared.get(message.statement)
+        if prepared is None:
+            raise TranslationError(
+                f'prepared statement "{message.statement}" does not exist', "26000")
+        if message.portal and message.portal in self.portals:
+            raise TranslationError(f'portal "{message.portal}" already exists', "42P03")
+        if len(message.parameters) != len(prepared.param_types):
+            raise PgProtocolError(
+                f"bind message supplies {len(message.parameters)} parameters, but prepared "
+                f'statement "{message.statement}" requires {len(prepared.param_types)}',
+                sqlstate="08P01")
+        formats = message.parameter_formats
+        values: list[Any] = []
+        for index, raw in enumerate(message.parameters):
+            fmt = formats[0] if len(formats) == 1 else (
+                formats[index] if formats else Format.TEXT)
+            pgtype = pgtypes.BY_OID[prepared.param_types[index]]
+            if raw is None:
+                values.append(None)
+            elif fmt == Format.BINARY:
+                values.append(pgtypes.decode_binary(pgtype, raw))
+            else:
+                values.append(pgtypes.decode_text(pgtype, raw))
+        self.portals[message.portal] = Portal(prepared, tuple(values), message.result_formats)
+        self._send(BindComplete().encode())
+
+    async def _describe(self, message: Describe) -> None:
+        if message.target is Target.STATEMENT:
+            prepared = self.prepared.get(message.name)
+            if prepared is None:
+                raise TranslationError(
+                    f'prepared statement "{message.name}" does not exist', "26000")
+            columns = await self._describe_columns(prepared)
+            out = [ParameterDescription(prepared.param_types).encode()]
+            out.append(self._row_description(columns, ()) if columns is not None
+                       else NoData().encode())
+            self._send(b"".join(out))
+            return
+        portal = self.portals.get(message.name)
+        if portal is None:
+            raise TranslationError(f'portal "{message.name}" does not exist', "34000")
+        columns = await self._describe_columns(portal.prepared)
+        portal.columns = columns
+        self._send(self._row_description(columns, portal.result_formats) if columns is not None
+                   else NoData().encode())
+
+    async def _describe_columns(self, prepared: Prepared) -> list[tuple[str, int, int]] | None:
+        statement = prepared.statement
+        if statement.kind is Kind.SHOW:
+            name = statement.columns[0].name if statement.columns else "setting"
+            return [(name, OID_TEXT, -1)]
+        if statement.kind is not Kind.QUERY:
+            return None
+        if prepared.result is None:
+            assert self.session is not None
+            description = await self.session.describe(statement.sqlite[0])
+            names = [name for name, _ in description.columns]
+            decltypes = [decltype for _, decltype in description.columns]
+            prepared.result = self._columns(statement, names, decltypes, None)
+        return prepared.result
+
+    def _row_description(self, columns: list[tuple[str, int, int]],
+                         formats: tuple[Format, ...]) -> bytes:
+        fields = []
+        for index, (name, oid, typmod) in enumerate(columns):
+            fmt = formats[0] if len(formats) == 1 else (
+                formats[index] if index < len(formats) else Format.TEXT)
+            fields.append(FieldDescription(name=name.replace("\x00", ""), type_oid=oid,
+                                           type_modifier=typmod, type_size=_size(oid),
+                                           format=fmt))
+        return encode_row_description(fields)
+
+    async def _execute(self, message: Execute) -> None:
+        portal = self.portals.get(message.portal)
+        if portal is None:
+            raise TranslationError(f'portal "{message.portal}" does not exist', "34000")
+        statement = portal.prepared.statement
+        if portal.rows is None and not portal.done:
+            if statement.kind is Kind.EMPTY:
+                self._send(EmptyQueryResponse().encode())
+                return
+            if not self.in_block and not self.batch.implicit and (
+                    (statement.kind is Kind.QUERY and self._execute_follows())
+                    or statement.kind is Kind.DML
+                    or (statement.kind is Kind.QUERY and not statement.read_only)):
+                # Outside a block, the Executes up to Sync are one transaction (as in
+                # PostgreSQL): asyncpg's executemany is atomic.
+                self.batch.implicit = True
+                self.pending_begin = True
+            columns, rows, tag, notices = await self._run_statement(statement, portal.params)
+            if notices:
+                self._send(b"".join(notices))
+            if portal.columns is None:
+                # not described: the types learned from running it (the client was not
+                # told a RowDescription, so it reads the rows as text)
+                portal.columns = columns
+            portal.rows = deque(rows)
+            portal.tag = tag
+        rows_left = portal.rows
+        assert rows_left is not None
+        limit = message.max_rows if message.max_rows > 0 else len(rows_left)
+        out: list[bytes] = []
+        if portal.columns is not None:
+            types = [pgtypes.BY_OID.get(oid) for _, oid, _ in portal.columns]
+            formats = portal.result_formats
+            for _ in range(min(limit, len(rows_left))):
+                row = rows_left.popleft()
+                values: list[bytes | None] = []
+                for index, (pgtype, value) in enumerate(zip(types, row, strict=True)):
+                    fmt = formats[0] if len(formats) == 1 else (
+                        formats[index] if index < len(formats) else Format.TEXT)
+                    if fmt == Format.BINARY:
+                        if pgtype is None or value is None:
+                            values.append(None if value is None else str(value).encode())
+                        else:
+                            values.append(pgtypes.encode_binary(pgtype, value))
+                    else:
+                        values.append(_text(pgtype, value))
+                out.append(encode_data_row(values))
+                portal.sent += 1
+        if rows_left:
+            out.append(PortalSuspended().encode())
+        else:
+            portal.done = True
+            tag = portal.tag
+            if statement.kind is Kind.QUERY and statement.tag == "SELECT":
+                tag = f"SELECT {portal.sent}"
+            out.append(CommandComplete(tag).encode())
+        self._send(b"".join(out))
+
+    def _close(self, message: Close) -> None:
+        if message.target is Target.STATEMENT:
+            self.prepared.pop(message.name, None)
+        else:
+            self.portals.pop(message.name, None)
+        self._send(CloseComplete().encode())
+
+    # -- COPY -----------------------------------------------------------------------
+    async def _copy(self, action: CopyAction) -> None:
+        assert self.session is not None
+        if self.failed:
+            raise TranslationError("current transaction is aborted, commands ignored until "
+                                   "end of transaction block", "25P02")
+        if action.direction == "to":
+            await self._copy_out(action)
+        else:
+            if self.read_only_block or self.session.db.reader:
+                raise ReadOnlyError("cannot execute COPY FROM in a read-only transaction")
+            await self._copy_in(action)
+
+    async def _copy_columns(self, action: CopyAction) -> list[pgschema.ColumnInfo]:
+        assert self.session is not None
+        found = await self.session.call(lambda c: pgschema.columns(c, action.table))
+        if not found:
+            raise TranslationError(f'relation "{action.table}" does not exist', "42P01")
+        if not action.columns:
+            return list(found)
+        by_name = {c.name.lower(): c for c in found}
+        out = []
+        for name in action.columns:
+            if name.lower() not in by_name:
+                raise TranslationError(
+                    f'column "{name}" of relation "{action.table}" does not exist', "42703")
+            out.append(by_name[name.lower()])
+        return out
+
+    async def _copy_out(self, action: CopyAction) -> None:
+        if action.query is not None:
+            result = await self._sqlite(action.query)
+            types = [pgtypes.BY_OID.get(oid) for _, oid, _ in self._columns(
+                _copy_query_statement(), result.columns, result.decltypes, result.rows)]
+        else:
+            columns = await self._copy_columns(action)
+            names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in columns)
+            table = '"' + action.table.replace('"', '""') + '"'
+            result = await self._sqlite(f"SELECT {names} FROM {table}")
+            types = [pgtypes.BY_OID.get(c.type_oid) for c in columns]
+        width = len(types)
+        self._send(CopyOutResponse(Format.TEXT, tuple([Format.TEXT] * width)).encode())
+        chunks: list[bytes] = []
+        if action.header and action.format == "csv":
+            chunks.append(_csv_line(result.columns, action))
+        for row in result.rows:
+            texts = [None if v is None else (_text(t, v) or b"").decode()
+                     for t, v in zip(types, row, strict=True)]
+            chunks.append(_csv_line(texts, action) if action.format == "csv"
+                          else _text_line(texts, action))
+            if len(chunks) >= 1000:
+                self._send(b"".join(CopyData(c).encode() for c in chunks))
+                chunks = []
+        if chunks:
+            self._send(b"".join(CopyData(c).encode() for c in chunks))
+        self._send(_copy_done() + CommandComplete(f"COPY {len(result.rows)}").encode())
+
+    async def _copy_in(self, action: CopyAction) -> None:
+        assert self.session is not None
+        columns = await self._copy_columns(action)
+        types = [pgtypes.BY_OID[c.type_oid] for c in columns]
+        names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in columns)
+        table = '"' + action.table.replace('"', '""') + '"'
+        marks = ", ".join(f"?{i + 1}" for i in range(len(columns)))
+        insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"
+        binary = action.format == "binary"
+        column_format = Format.BINARY if binary else Format.TEXT
+        self._send(CopyInResponse(column_format, tuple([column_format] * len(columns))).encode())
+        reader = _BinaryCopyReader(types) if binary else None
+        await self._open(write=True)
+        own = not self.in_block
+        if own:
+            await self._sqlite("BEGIN IMMEDIATE")
+        total = 0
+        pending = b""
+        batch: list[tuple[Any, ...]] = []
+        first_line = action.header
+        error: BaseException | None = None
+        line_number = 0
+        while True:
+            message = await self._next()
+            if message is None:
+                if own:
+                    await self._rollback_quietly()
+                return
+            if isinstance(message, PgProtocolError):
+                raise message
+            if isinstance(message, CopyData):
+                if error is not None:
+                    continue
+                try:
+                    if reader is not None:
+                        batch.extend(reader.feed(message.data))
+                        line_number = reader.rows
+                        lines = []
+                    else:
+                        pending += message.data
+                        lines = pending.split(b"\n")
+                        pending = lines.pop()
+                    for line in lines:
+                        line_number += 1
+                        if first_line:
+                            first_line = False
+                            continue
+                        if line.endswith(b"\r"):
+                            line = line[:-1]
+                        if line == b"\\." and action.format == "text":
+                            continue
+                        batch.append(_parse_copy_line(line, types, action))
+                    if len(batch) >= COPY_BATCH_ROWS:
+                        rows, batch = batch, []
+                        await self._insert_many(insert, rows)
+                        total += len(rows)
+                except (BorealisError, pgtypes.PgValueError, ValueError) as exc:
+                    error = _copy_error(exc, action, line_number)
+                continue
+            if isinstance(message, CopyDone):
+                if error is None:
+                    try:
+                        if reader is not None:
+                            reader.finish()
+                        elif pending.strip() and pending.strip() != b"\\.":
+                            line_number += 1
+                            batch.append(_parse_copy_line(pending.rstrip(b"\r"), types, action))
+                        if batch:
+                            await self._insert_many(insert, batch)
+                            total += len(batch)
+                    except (BorealisError, pgtypes.PgValueError, ValueError) as exc:
+                        error = _copy_error(exc, action, line_number)
+                break
+            if isinstance(message, CopyFail):
+                error = TranslationError(f"COPY from stdin failed: {message.message}", "57014")
+                break
+            if isinstance(message, Flush | Sync):
+                continue  # PostgreSQL ignores these during COPY IN
+            raise PgProtocolError(f"unexpected message type {type(message).__name__} "
+                                  "during COPY from stdin", sqlstate="08P01")
+        if error is not None:
+            if own:
+                await self._rollback_quietly()
+            else:
+                self.failed = True
+            self._send(_error(error))
+            return
+        if own:
+            await self._sqlite("COMMIT")
+        self._send(CommandComplete(f"COPY {total}").encode())
+
+    async def _insert_many(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
+        assert self.session is not None
+        await self.session.executemany(insert, rows)
+
+
+def _copy_query_statement() -> Statement:
+    return Statement(Kind.QUERY, "SELECT")
+
+
+def _copy_done() -> bytes:
+    return b"c\x00\x00\x00\x04"
+
+
+def _copy_error(exc: BaseException, action: CopyAction, line: int) -> BaseException:
+    text = f"{exc} (COPY {action.table}, line {line})"
+    error = TranslationError(text, getattr(exc, "sqlstate", None) or "22P02")
+    return error
+
+
+def _catalog_installer(user: str, database: str, *, in_recovery: bool
+                       ) -> Callable[[apsw.Connection], None] | None:
+    try:
+        from borealis.protocol.postgres import catalog
+    except ImportError:  # the catalog is optional while it is being built
+        return None
+    install = getattr(catalog, "install", None)
+    if install is None:
+        return None
+
+    def run(conn: apsw.Connection) -> None:
+        try:
+            install(conn, database=database, user=user, in_recovery=in_recovery)
+        except TypeError:
+            install(conn, database=database, user=user)
+
+    return run
+
+
+def _size(oid: int) -> int:
+    pgtype = pgtypes.BY_OID.get(oid)
+    return pgtype.typlen if pgtype is not None else -1
+
+
+def _oid_of_values(rows: list[tuple[Any, ...]], column: int) -> int:
+    for row in rows:
+        value = row[column]
+        if value is None:
+            continue
+        if isinstance(value, bool | int):
+            return OID_INT8
+        if isinstance(value, float):
+            return OID_FLOAT8
+        if isinstance(value, bytes):
+            return OID_BYTEA
+        return OID_TEXT
+    return OID_TEXT
+
+
+def _text(pgtype: pgtypes.PgType | None, value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if pgtype is None:
+        return str(value).encode()
+    return pgtypes.encode_text(pgtype, value)
+
+
+def _text_line(values: list[str | None], action: CopyAction) -> bytes:
+    out = []
+    for value in values:
+        if value is None:
+            out.append(action.null)
+        else:
+            out.append(value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+                       .replace("\t", "\\t") if action.delimiter == "\t" else
+                       value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+                       .replace(action.delimiter, "\\" + action.delimiter))
+    return (action.delimiter.join(out) + "\n").encode()
+
+
+def _csv_line(values: list[str | None] | list[str], action: CopyAction) -> bytes:
+    out = []
+    for value in values:
+        if value is None:
+            out.append(action.null)
+        elif (value == "" or action.delimiter in value or action.quote in value
+              or "\n" in value or "\r" in value or value == action.null):
+            out.append(action.quote + value.replace(action.quote, action.escape + action.quote)
+                       + action.quote)
+        else:
+            out.append(value)
+    return (action.delimiter.join(out) + "\n").encode()
+
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+class _BinaryCopyReader:
+    """COPY's binary format, fed in arbitrary chunks: a header, tuples of length-prefixed
+    fields in the columns' binary formats, and a -1 trailer."""
+
+    def __init__(self, types: list[pgtypes.PgType]) -> None:
+        self.types = types
+        self.buffer = bytearray()
+        self.header = False
+        self.ended = False
+        self.rows = 0
+
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
+        self.buffer += data
+        out: list[tuple[Any, ...]] = []
+        if not self.header:
+            if len(self.buffer) < 19:
+                return out
+            if bytes(self.buffer[:11]) != _COPY_SIGNATURE:
+                raise ValueError("COPY file signature not recognized")
+            flags, extension = struct.unpack_from(">iI", self.buffer, 11)
+            if flags & 0x10000:
+                raise ValueError("COPY files with OIDs are not supported")
+            if len(self.buffer) < 19 + extension:
+                return out
+            del self.buffer[:19 + extension]
+            self.header = True
+        while not self.ended and len(self.buffer) >= 2:
+            (count,) = struct.unpack_from(">h", self.buffer, 0)
+            if count == -1:
+                self.ended = True
+                del self.buffer[:2]
+                break
+            if count != len(self.types):
+                raise ValueError(f"row field count is {count}, expected {len(self.types)}")
+            offset = 2
+            values: list[Any] = []
+            for pgtype in self.types:
+                if len(self.buffer) < offset + 4:
+                    return out
+                (length,) = struct.unpack_from(">i", self.buffer, offset)
+                offset += 4
+                if length == -1:
+                    values.append(None)
+                    continue
+                if length < 0:
+                    raise ValueError(f"invalid field length {length}")
+                if len(self.buffer) < offset + length:
+                    return out
+                values.append(pgtypes.decode_binary(pgtype, bytes(
+                    self.buffer[offset:offset + length])))
+                offset += length
+            del self.buffer[:offset]
+            self.rows += 1
+            out.append(tuple(values))
+        return out
+
+    def finish(self) -> None:
+        if not self.header or not self.ended or self.buffer:
+            raise ValueError("unexpected end of the binary COPY data")
+
+
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+
+
+def _unescape(field_text: str) -> str:
+    if "\\" not in field_text:
+        return field_text
+    out: list[str] = []
+    i = 0
+    while i < len(field_text):
+        ch = field_text[i]
+        if ch == "\\" and i + 1 < len(field_text):
+            nxt = field_text[i + 1]
+            out.append(_ESCAPES.get(nxt, nxt))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _parse_copy_line(line: bytes, types: list[pgtypes.PgType], action: CopyAction
+                     ) -> tuple[Any, ...]:
+    text = line.decode("utf-8")
+    fields: list[str | None]
+    if action.format == "csv":
+        reader = csv.reader(io.StringIO(text), delimiter=action.delimiter,
+                            quotechar=action.quote, doublequote=action.escape == action.quote,
+                            escapechar=None if action.escape == action.quote else action.escape,
+                            strict=True)
+        parsed = next(reader, [])
+        fields = [None if f == action.null else f for f in parsed]
+        # a quoted empty string is "", an unquoted empty field is NULL when NULL is ''
+    else:
+        raw = text.split(action.delimiter)
+        fields = [None if f == action.null else _unescape(f) for f in raw]
+    if len(fields) != len(types):
+        raise ValueError(f"expected {len(types)} columns, got {len(fields)}")
+    return tuple(None if f is None else pgtypes.decode_text(t, f.encode())
+                 for t, f in zip(types, fields, strict=True))
 

@@ -1,0 +1,207 @@
+"""What the PostgreSQL server needs to know about, and do to, the SQLite schema.
+
+Every function here takes the session's SQLite connection and runs in the session's thread
+(``Session.call``): column types for parameter and COPY decoding, and the schema changes
+that SQLite has no statement for: ``ALTER TABLE ... ADD PRIMARY KEY`` (the table is rebuilt
+with the key, so that an integer key becomes SQLite's rowid and lookups by it take one
+B-tree descent), sequences (``CREATE/DROP SEQUENCE``, ``TRUNCATE ... RESTART IDENTITY``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import sqlglot
+from sqlglot import exp
+
+from borealis.errors import SqlError
+from borealis.protocol.postgres import types as pgtypes
+from borealis.protocol.postgres.translate import SEQUENCES_TABLE_DDL, TranslationError
+
+TEXT = 25
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    name: str
+    type_oid: int
+    typmod: int
+    not_null: bool
+    primary_key: bool
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def columns(conn: apsw.Connection, table: str) -> list[ColumnInfo]:
+    """A table's (or view's) columns in order; empty when there is no such table."""
+    out = []
+    for _cid, name, decltype, notnull, _default, pk, hidden in conn.execute(
+            "SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden "
+            "FROM pragma_table_xinfo(?)", (table,)):
+        if hidden:
+            continue
+        typed = pgtypes.type_from_decltype(decltype) if decltype else None
+        oid, typmod = (typed[0].oid, typed[1]) if typed is not None else (TEXT, -1)
+        out.append(ColumnInfo(name, oid, typmod, bool(notnull), bool(pk)))
+    return out
+
+
+def parameter_types(conn: apsw.Connection, hints: tuple[Any, ...],
+                    declared: tuple[int, ...]) -> tuple[int, ...]:
+    """Each parameter's type OID: the client's, else the hint's, else text."""
+    cache: dict[str, list[ColumnInfo]] = {}
+    out = []
+    for index, hint in enumerate(hints):
+        oid = declared[index] if index < len(declared) else 0
+        if not oid:
+            oid = hint.oid
+        if not oid and hint.column:
+            for table in hint.tables:
+                if table not in cache:
+                    cache[table] = columns(conn, table)
+                found = cache[table]
+                if hint.column.startswith("#"):
+                    position = int(hint.column[1:])
+                    if position < len(found):
+                        oid = found[position].type_oid
+                else:
+                    for column in found:
+                        if column.name.lower() == hint.column:
+                            oid = column.type_oid
+                            break
+                if oid:
+                    break
+        out.append(oid or TEXT)
+    return tuple(out)
+
+
+def add_primary_key(conn: apsw.Connection, table: str, keys: tuple[str, ...],
+                    constraint: str) -> None:
+    """Rebuild ``table`` with a primary key on ``keys`` (SQLite cannot add one in place),
+    keeping its rows, indexes and triggers. Fails as PostgreSQL would on NULLs (23502)
+    or duplicates (23505); refused when another table's foreign key references it."""
+    rows = list(conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?",
+                             (table,)))
+    if not rows:
+        raise SqlError(f'relation "{table}" does not exist', "42P01")
+    info = {c.name.lower(): c for c in columns(conn, table)}
+    for key in keys:
+        if key not in info:
+            raise SqlError(f'column "{key}" of relation "{table}" does not exist', "42703")
+    if any(c.primary_key for c in info.values()):
+        raise SqlError(f'multiple primary keys for table "{table}" are not allowed', "42P16")
+    for other, in list(conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")):
+        for fk in conn.execute("SELECT \"table\" FROM pragma_foreign_key_list(?)", (other,)):
+            if fk[0].lower() == table.lower() and other != table:
+                raise TranslationError(
+                    f"ALTER TABLE ADD PRIMARY KEY on a table that {other} references")
+    for key in keys:
+        nulls = list(conn.execute(f"SELECT 1 FROM {_q(table)} WHERE {_q(key)} IS NULL LIMIT 1"))
+        if nulls:
+            raise SqlError(f'column "{key}" of relation "{table}" contains null values',
+                           "23502")
+    tree = sqlglot.parse_one(rows[0][0], read="sqlite")
+    schema = tree.this
+    assert isinstance(schema, exp.Schema)
+    rowid = len(keys) == 1 and pgtypes.type_from_decltype(
+        _decltype(schema, keys[0])) is not None and _decltype(schema, keys[0]) == "INTEGER"
+    definitions = []
+    for item in schema.expressions:
+        text = item.sql("sqlite")
+        if isinstance(item, exp.ColumnDef) and item.name.lower() in keys:
+            text = text.replace(" NOT NULL", "")
+            text += " NOT NULL" + (" PRIMARY KEY" if rowid else "")
+        definitions.append(text)
+    name = constraint or f"{table}_pkey"
+    if not rowid:
+        definitions.append(f"CONSTRAINT {_q(name)} PRIMARY KEY "
+                           f"({', '.join(_q(k) for k in keys)})")
+    extras = [sql for sql, in conn.execute(
+        "SELECT sql FROM sqlite_schema WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+        "AND sql IS NOT NULL", (table,))]
+    temporary = "_borealis_rebuild_" + table
+    conn.execute(f"CREATE TABLE {_q(temporary)} ({', '.join(definitions)})")
+    order = ", ".join(_q(k) for k in keys)
+    try:
+        conn.execute(f"INSERT INTO {_q(temporary)} SELECT * FROM {_q(table)} ORDER BY {order}")
+    except apsw.ConstraintError:
+        conn.execute(f"DROP TABLE {_q(temporary)}")
+        raise SqlError(f'could not create unique index "{name}": the key has duplicates',
+                       "23505") from None
+    conn.execute(f"DROP TABLE {_q(table)}")
+    conn.execute(f"ALTER TABLE {_q(temporary)} RENAME TO {_q(table)}")
+    for sql in extras:
+        conn.execute(sql)
+
+
+def _decltype(schema: exp.Schema, column: str) -> str:
+    for item in schema.expressions:
+        if isinstance(item, exp.ColumnDef) and item.name.lower() == column:
+            kind = item.args.get("kind")
+            return kind.sql("sqlite") if kind is not None else ""
+    return ""
+
+
+def ensure_sequences(conn: apsw.Connection) -> None:
+    conn.execute(SEQUENCES_TABLE_DDL)
+
+
+def create_sequence(conn: apsw.Connection, name: str, options: dict[str, Any],
+                    if_not_exists: bool) -> None:
+    ensure_sequences(conn)
+    if list(conn.execute("SELECT 1 FROM _borealis_sequences WHERE name = ?", (name,))):
+        if if_not_exists:
+            return
+        raise SqlError(f'relation "{name}" already exists', "42P07")
+    step = int(options.get("increment") or 1)
+    if step == 0:
+        raise SqlError("INCREMENT must not be zero", "22023")
+    low = int(options["minvalue"]) if options.get("minvalue") is not None else (
+        1 if step > 0 else -(2**63))
+    high = int(options["maxvalue"]) if options.get("maxvalue") is not None else (
+        2**63 - 1 if step > 0 else -1)
+    start = int(options["start"]) if options.get("start") is not None else (
+        low if step > 0 else high)
+    conn.execute(
+        "INSERT INTO _borealis_sequences (name, data_type, start_value, min_value, max_value, "
+        "increment_by, cycle, last_value, is_called) VALUES (?, 'int8', ?, ?, ?, ?, ?, ?, 0)",
+        (name, start, low, high, step, 1 if options.get("cycle") else 0, start))
+
+
+def drop_sequences(conn: apsw.Connection, names: tuple[str, ...], if_exists: bool) -> None:
+    exists = bool(list(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = "
+                                    "'_borealis_sequences'")))
+    for name in names:
+        found = exists and list(conn.execute(
+            "SELECT 1 FROM _borealis_sequences WHERE name = ?", (name,)))
+        if not found:
+            if if_exists:
+                continue
+            raise SqlError(f'sequence "{name}" does not exist', "42P01")
+        conn.execute("DELETE FROM _borealis_sequences WHERE name = ?", (name,))
+
+
+def restart_owned_sequences(conn: apsw.Connection, tables: tuple[str, ...]) -> None:
+    if not list(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_borealis_sequences'")):
+        return
+    for table in tables:
+        conn.execute("UPDATE _borealis_sequences SET last_value = start_value, is_called = 0 "
+                     "WHERE owner_table = ?", (table,))
+
+
+def drop_owned_sequences(conn: apsw.Connection, statements: tuple[str, ...]) -> None:
+    if not list(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_borealis_sequences'")):
+        return
+    for sql in statements:
+        conn.execute(sql)
+
+
+def check_tables_exist(conn: apsw.Connection, tables: tuple[str, ...]) -> None:
+    for table in tables:
+        if not list(conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND "
+                                 "name = ?", (table,))):
+            raise SqlError(f'relation "{table}" does not exist', "42P01")

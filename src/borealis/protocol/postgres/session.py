@@ -1,0 +1,617 @@
+"""The state of one PostgreSQL session that SQL can see, and the SQL functions that see it.
+
+``SqlSession`` holds a connection's settings (SET/SHOW/RESET, ``current_setting``,
+``set_config``), the transaction's and the statement's start time (``now()`` is the
+transaction's, as in PostgreSQL), and the sequence values this session has taken
+(``currval``, ``lastval``). ``register`` puts the ``_pg_*`` functions that the translator
+(``translate``) calls into an SQLite connection; they run in the session's thread.
+
+Times are UTC: the session's TimeZone is UTC and setting another zone is refused (0A000)
+rather than shown in a zone it would not be computed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import apsw
+
+from borealis.errors import BorealisError
+from borealis.protocol.postgres import types as pgtypes
+
+SERVER_VERSION = "15.0 (Borealis)"
+SERVER_VERSION_NUM = "150000"
+REGEX_CACHE_MAX = 256
+
+
+class SqlFunctionError(BorealisError):
+    """An error raised inside an SQL function, with the SQLSTATE PostgreSQL would send."""
+
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def _any(_value: str) -> str | None:
+    return None
+
+
+def _on_off(value: str) -> str | None:
+    if value.lower() in ("on", "off", "true", "false", "yes", "no", "1", "0"):
+        return None
+    return "parameter requires a Boolean value"
+
+
+def _utc_only(value: str) -> str | None:
+    if value.lower().strip("'\"") in ("utc", "gmt", "etc/utc", "z", "+00", "+00:00", "0",
+                                      "zulu", "universal", "etc/gmt"):
+        return None
+    return "time zones other than UTC"
+
+
+def _iso_datestyle(value: str) -> str | None:
+    parts = {p.strip().lower() for p in value.split(",")}
+    if "iso" in parts and not parts & {"dmy", "ymd", "sql", "postgres", "german"}:
+        return None
+    return "DateStyle other than ISO, MDY"
+
+
+def _utf8(value: str) -> str | None:
+    if value.lower().replace("-", "").replace("_", "") in ("utf8", "unicode"):
+        return None
+    return "client encodings other than UTF8"
+
+
+def _search_path(value: str) -> str | None:
+    names = {p.strip().strip('"').lower() for p in value.split(",") if p.strip()}
+    if names <= {"$user", "public", "pg_catalog"}:
+        return None
+    return "schemas other than public in search_path"
+
+
+_SETTINGS: dict[str, tuple[str, Callable[[str], str | None], bool]] = {
+    # name: (default, check -> refusal or None, reported at startup / on change)
+    "application_name": ("", _any, True),
+    "client_encoding": ("UTF8", _utf8, True),
+    "datestyle": ("ISO, MDY", _iso_datestyle, True),
+    "intervalstyle": ("postgres", lambda v: None if v.lower() == "postgres"
+                      else "IntervalStyle other than postgres", True),
+    "timezone": ("UTC", _utc_only, True),
+    "standard_conforming_strings": ("on", lambda v: None if v.lower() in ("on", "true")
+                                    else "standard_conforming_strings=off", True),
+    "integer_datetimes": ("on", _any, True),
+    "server_version": (SERVER_VERSION, _any, True),
+    "server_version_num": (SERVER_VERSION_NUM, _any, False),
+    "server_encoding": ("UTF8", _any, True),
+    "is_superuser": ("on", _any, True),
+    "default_transaction_read_only": ("off", _on_off, True),
+    "in_hot_standby": ("off", _any, True),
+    "search_path": ('"$user", public', _search_path, False),
+    "extra_float_digits": ("1", _any, False),
+    "statement_timeout": ("0", _any, False),
+    "lock_timeout": ("0", _any, False),
+    "idle_in_transaction_session_timeout": ("0", _any, False),
+    "jit": ("off", _any, False),
+    "work_mem": ("4MB", _any, False),
+    "maintenance_work_mem": ("64MB", _any, False),
+    "synchronous_commit": ("on", _any, False),
+    "transaction_isolation": ("serializable", _any, False),
+    "default_transaction_isolation": ("serializable", _any, False),
+    "transaction_read_only": ("off", _any, False),
+    "max_connections": ("100", _any, False),
+    "max_identifier_length": ("63", _any, False),
+    "lc_messages": ("C", _any, False),
+    "lc_monetary": ("C", _any, False),
+    "lc_numeric": ("C", _any, False),
+    "lc_time": ("C", _any, False),
+    "lc_collate": ("C.UTF-8", _any, False),
+    "lc_ctype": ("C.UTF-8", _any, False),
+    "bytea_output": ("hex", lambda v: None if v.lower() == "hex"
+                     else "bytea_output other than hex", False),
+    "client_min_messages": ("notice", _any, False),
+    "row_security": ("on", _any, False),
+    "session_replication_role": ("origin", _any, False),
+    "enable_seqscan": ("on", _any, False),
+    "geqo": ("on", _any, False),
+    "random_page_cost": ("4", _any, False),
+    "block_size": ("8192", _any, False),
+    "password_encryption": ("scram-sha-256", _any, False),
+    "default_with_oids": ("off", _any, False),
+    "escape_string_warning": ("on", _any, False),
+    "check_function_bodies": ("on", _any, False),
+    "xmloption": ("content", _any, False),
+    "max_stack_depth": ("2MB", _any, False),
+    "cursor_tuple_fraction": ("0.1", _any, False),
+    "plan_cache_mode": ("auto", _any, False),
+}
+
+DISPLAY_NAMES = {"datestyle": "DateStyle", "intervalstyle": "IntervalStyle",
+                 "timezone": "TimeZone"}
+"""How a setting's name is spelled in ParameterStatus and SHOW ALL."""
+
+_ALIASES = {"time zone": "timezone", "transaction isolation level": "transaction_isolation",
+            "session authorization": "session_authorization"}
+
+
+def _storage_timestamp(moment: dt.datetime) -> str:
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text
+
+
+class SqlSession:
+    """One PostgreSQL session's state as SQL sees it."""
+
+    def __init__(self, *, user: str, database: str, application_name: str = "",
+                 read_only: bool = False) -> None:
+        self.user = user
+        self.database = database
+        self.settings: dict[str, str] = {name: d for name, (d, _, _) in _SETTINGS.items()}
+        self.settings["application_name"] = application_name
+        if read_only:
+            self.settings["default_transaction_read_only"] = "on"
+            self.settings["transaction_read_only"] = "on"
+            self.settings["in_hot_standby"] = "on"
+        self._local: dict[str, str] = {}  # SET LOCAL: undone at the transaction's end
+        self.transaction_started: dt.datetime | None = None
+        self.statement_started = dt.datetime.now(dt.UTC)
+        self.currvals: dict[str, int] = {}
+        self.last_sequence: str | None = None
+        self.changed: list[str] = []  # settings to report with ParameterStatus
+        self._regex: dict[tuple[str, str], re.Pattern[str]] = {}
+
+    # settings ----------------------------------------------------------------------
+    @staticmethod
+    def canonical(name: str) -> str:
+        name = " ".join(name.lower().split())
+        return _ALIASES.get(name, name)
+
+    def get(self, name: str, *, missing_ok: bool = False) -> str | None:
+        key = self.canonical(name)
+        if key in self._local:
+            return self._local[key]
+        if key in self.settings:
+            return self.settings[key]
+        if key == "session_authorization":
+            return self.user
+        if "." in key or missing_ok:
+            return None if missing_ok else ""
+        raise SqlFunctionError(f'unrecognized configuration parameter "{name}"', "42704")
+
+    def set(self, name: str, value: str | None, *, local: bool = False,
+            in_transaction: bool = False) -> None:
+        key = self.canonical(name)
+        if key == "all" and value is None:
+            for setting, (default, _, report) in _SETTINGS.items():
+                if setting in ("application_name",) or setting.startswith("server_"):
+                    continue
+                if self.settings.get(setting) != default and report:
+                    self.changed.append(setting)
+                self.settings[setting] = default
+            return
+        known = _SETTINGS.get(key)
+        if known is None and "." not in key:
+            raise SqlFunctionError(f'unrecognized configuration parameter "{name}"', "42704")
+        if known is not None and (key.startswith("server_") or key in (
+                "integer_datetimes", "is_superuser", "in_hot_standby", "max_connections",
+                "block_size", "lc_collate", "lc_ctype", "max_identifier_length")):
+            raise SqlFunctionError(f'parameter "{name}" cannot be changed', "55P02")
+        if value is not None and len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1].replace("''", "'")  # a quoted value, as asyncpg sends them
+        if value is None or value == "":
+            value = known[0] if known is not None else ""
+        if known is not None:
+            refusal = known[1](value)
+            if refusal is not None:
+                raise SqlFunctionError(f"{refusal} is not supported by Borealis "
+                                       f"({name} = {value})", "0A000")
+        if key == "timezone":
+            value = "UTC"
+        if local:
+            if in_transaction:
+                self._local[key] = value
+            return
+        self.settings[key] = value
+        if known is not None and known[2]:
+            self.changed.append(key)
+
+    def end_transaction(self) -> None:
+        self._local.clear()
+        self.transaction_started = None
+
+    def show_all(self) -> list[tuple[str, str, str]]:
+        return [(DISPLAY_NAMES.get(n, n), self.get(n) or "", "") for n in sorted(self.settings)]
+
+    def take_changes(self) -> list[tuple[str, str]]:
+        out = [(DISPLAY_NAMES.get(n, n), self.settings[n]) for n in dict.fromkeys(self.changed)]
+        self.changed.clear()
+        return out
+
+    # timestamps -------------------------------------------------------------------
+    def begin_statement(self, in_transaction: bool) -> None:
+        self.statement_started = dt.datetime.now(dt.UTC)
+        if not in_transaction or self.transaction_started is None:
+            self.transaction_started = self.statement_started
+
+    # functions --------------------------------------------------------------------
+    def register(self, conn: apsw.Connection) -> None:
+        """Put the ``_pg_*`` functions into ``conn``."""
+        def add(name: str, fn: Callable[..., Any], args: int = -1,
+                deterministic: bool = False) -> None:
+            conn.create_scalar_function(name, _wrap(fn), args, deterministic=deterministic)
+
+        add("_pg_now", lambda: _storage_timestamp(self.transaction_started
+                                                  or self.statement_started), 0)
+        add("_pg_statement_timestamp", lambda: _storage_timestamp(self.statement_started), 0)
+        add("_pg_clock_timestamp", lambda: _storage_timestamp(dt.datetime.now(dt.UTC)), 0)
+        add("_pg_localtimestamp", lambda: _storage_timestamp(self.transaction_started
+                                                             or self.statement_started), 0)
+        add("_pg_current_date", lambda: (self.transaction_started
+                                         or self.statement_started).strftime("%Y-%m-%d"), 0)
+        add("_pg_gen_random_uuid", lambda: str(uuid.uuid4()), 0)
+        add("_pg_random", _random, 0)
+        add("_pg_current_setting", self._current_setting)
+        add("_pg_set_config", self._set_config, 3)
+        add("_pg_cast", cast_value, 3, deterministic=True)
+        add("_pg_regexp", self._regexp, 3)
+        add("_pg_octet_length", lambda v: None if v is None else len(
+            v if isinstance(v, bytes) else str(v).encode()), 1, True)
+        add("_pg_left", lambda s, n: None if s is None or n is None else (
+            s[:n]), 2, True)
+        add("_pg_right", lambda s, n: None if s is None or n is None else (
+            s[-n:] if n != 0 else ""), 2, True)
+        add("_pg_md5", lambda v: None if v is None else hashlib.md5(
+            v if isinstance(v, bytes) else str(v).encode()).hexdigest(), 1, True)
+        add("_pg_repeat", lambda s, n: None if s is None or n is None else s * max(n, 0),
+            2, True)
+        add("_pg_split_part", _split_part, 3, True)
+        add("_pg_starts_with", lambda s, p: None if s is None or p is None
+            else int(str(s).startswith(str(p))), 2, True)
+        add("_pg_floor", lambda v: None if v is None else (
+            v if isinstance(v, int) else float(math.floor(float(v)))), 1, True)
+        add("_pg_ceil", lambda v: None if v is None else (
+            v if isinstance(v, int) else float(math.ceil(float(v)))), 1, True)
+        add("_pg_mod", _mod, 2, True)
+        add("_pg_reverse", lambda s: None if s is None else str(s)[::-1], 1, True)
+        add("_pg_sleep", _sleep, 1)
+        add("_pg_to_hex", lambda v: None if v is None else format(
+            int(v) & 0xFFFFFFFFFFFFFFFF if int(v) < 0 else int(v), "x"), 1, True)
+        add("_pg_quote_ident", _quote_ident, 1, True)
+        add("_pg_quote_literal", lambda v: None if v is None else
+            "'" + str(v).replace("'", "''") + "'", 1, True)
+        add("_pg_array_position", _array_position, 2, True)
+        add("_pg_array_length", _array_length, 2, True)
+        add("_pg_cardinality", lambda a: None if a is None else len(_array(a)), 1, True)
+        add("_pg_array_to_string", _array_to_string, -1, True)
+        add("_pg_json_typeof", _json_typeof, 1, True)
+        add("_pg_to_json", _to_json, 1, True)
+        add("_pg_trunc", lambda v: None if v is None else (
+            v if isinstance(v, int) else float(math.trunc(float(v)))), 1, True)
+        add("_pg_encode", _encode, 2, True)
+        add("_pg_decode", _decode, 2, True)
+        add("_pg_nextval", lambda name: self._nextval(conn, name), 1)
+        add("_pg_currval", self._currval, 1)
+        add("_pg_lastval", self._lastval, 0)
+        add("_pg_setval", lambda name, value, called=1: self._setval(conn, name, value,
+                                                                      called))
+
+    def _current_setting(self, name: str, missing_ok: int = 0) -> str | None:
+        return self.get(str(name), missing_ok=bool(missing_ok))
+
+    def _set_config(self, name: str, value: str, local: int) -> str | None:
+        self.set(str(name), None if value is None else str(value), local=bool(local),
+                 in_transaction=True)
+        return self.get(str(name), missing_ok=True)
+
+    def _regexp(self, text: Any, pattern: Any, flags: str) -> int | None:
+        if text is None or pattern is None:
+            return None
+        key = (str(pattern), flags)
+        compiled = self._regex.get(key)
+        if compiled is None:
+            try:
+                compiled = re.compile(str(pattern), re.IGNORECASE if "i" in flags else 0)
+            except re.error as exc:
+                raise SqlFunctionError(f"invalid regular expression: {exc}", "2201B") from None
+            if len(self._regex) >= REGEX_CACHE_MAX:
+                self._regex.clear()
+            self._regex[key] = compiled
+        return int(compiled.search(str(text)) is not None)
+
+    # sequences --------------------------------------------------------------------
+    def _nextval(self, conn: apsw.Connection, name: Any) -> int:
+        sequence = sequence_name(name)
+        rows = list(conn.execute(
+            "SELECT last_value, is_called, increment_by, min_value, max_value, cycle "
+            "FROM _borealis_sequences WHERE name = ?", (sequence,))) if _has_sequences(
+            conn) else []
+        if not rows:
+            raise SqlFunctionError(f'relation "{sequence}" does not exist', "42P01")
+        last, called, step, low, high, cycle = rows[0]
+        value = last + step if called else last
+        if value > high or value < low:
+            if not cycle:
+                bound = "maximum" if value > high else "minimum"
+                raise SqlFunctionError(
+                    f'nextval: reached {bound} value of sequence "{sequence}" '
+                    f"({high if value > high else low})", "2200H")
+            value = low if value > high else high
+        conn.execute("UPDATE _borealis_sequences SET last_value = ?, is_called = 1 "
+                     "WHERE name = ?", (value, sequence))
+        self.currvals[sequence] = value
+        self.last_sequence = sequence
+        return int(value)
+
+    def _currval(self, name: Any) -> int:
+        sequence = sequence_name(name)
+        if sequence not in self.currvals:
+            raise SqlFunctionError(f'currval of sequence "{sequence}" is not yet defined in '
+                                   "this session", "55000")
+        return self.currvals[sequence]
+
+    def _lastval(self) -> int:
+        if self.last_sequence is None:
+            raise SqlFunctionError("lastval is not yet defined in this session", "55000")
+        return self.currvals[self.last_sequence]
+
+    def _setval(self, conn: apsw.Connection, name: Any, value: int, called: int) -> int:
+        sequence = sequence_name(name)
+        rows = list(conn.execute("SELECT min_value, max_value FROM _borealis_sequences "
+                                 "WHERE name = ?", (sequence,))) if _has_sequences(conn) else []
+        if not rows:
+            raise SqlFunctionError(f'relation "{sequence}" does not exist', "42P01")
+        low, high = rows[0]
+        if not low <= int(value) <= high:
+            raise SqlFunctionError(f'setval: value {value} is out of bounds for sequence '
+                                   f'"{sequence}" ({low}..{high})', "22003")
+        conn.execute("UPDATE _borealis_sequences SET last_value = ?, is_called = ? "
+                     "WHERE name = ?", (int(value), 1 if called else 0, sequence))
+        if called:
+            self.currvals[sequence] = int(value)
+            self.last_sequence = sequence
+        return int(value)
+
+
+def _has_sequences(conn: apsw.Connection) -> bool:
+    return bool(list(conn.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '_borealis_sequences'")))
+
+
+def sequence_name(name: Any) -> str:
+    text = str(name).strip()
+    if text.lower().startswith("public."):
+        text = text[len("public."):]
+    if text.startswith('"') and text.endswith('"'):
+        return text[1:-1].replace('""', '"')
+    return text.lower()
+
+
+def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return fn
+
+
+def _array(value: Any) -> list[Any]:
+    """An array's elements from its storage form (JSON text)."""
+    try:
+        items = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        items = None
+    if not isinstance(items, list):
+        raise SqlFunctionError(f"malformed array: {str(value)[:60]!r}", "22P02")
+    return items
+
+
+def _array_position(array: Any, value: Any) -> int | None:
+    if array is None:
+        return None
+    for index, item in enumerate(_array(array), start=1):
+        if item == value and value is not None:
+            return index
+    return None
+
+
+def _array_length(array: Any, dimension: Any) -> int | None:
+    if array is None or dimension != 1:
+        return None
+    items = _array(array)
+    return len(items) or None
+
+
+def _array_to_string(array: Any, separator: Any, null: Any = None) -> str | None:
+    if array is None or separator is None:
+        return None
+    parts = []
+    for item in _array(array):
+        if item is None:
+            if null is not None:
+                parts.append(str(null))
+            continue
+        parts.append(_element_text(item))
+    return str(separator).join(parts)
+
+
+def _element_text(item: Any) -> str:
+    if isinstance(item, bool):
+        return "t" if item else "f"
+    if isinstance(item, float):
+        return repr(item)
+    return str(item)
+
+
+def _json_typeof(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        raise SqlFunctionError("invalid input syntax for type json", "22P02") from None
+    if parsed is None:
+        return "null"
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+            dict: "object"}[type(parsed)]
+
+
+def _to_json(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return json.dumps("\\x" + value.hex())
+    return json.dumps(value)
+
+
+def _encode(data: Any, encoding: Any) -> str | None:
+    if data is None or encoding is None:
+        return None
+    raw = data if isinstance(data, bytes) else str(data).encode()
+    kind = str(encoding).lower()
+    if kind == "hex":
+        return raw.hex()
+    if kind == "base64":
+        return base64.encodebytes(raw).decode().rstrip("\n")
+    raise SqlFunctionError(f'unrecognized encoding: "{encoding}"', "22023")
+
+
+def _decode(text: Any, encoding: Any) -> bytes | None:
+    if text is None or encoding is None:
+        return None
+    kind = str(encoding).lower()
+    try:
+        if kind == "hex":
+            return bytes.fromhex(str(text))
+        if kind == "base64":
+            return base64.b64decode(str(text), validate=False)
+    except ValueError as exc:
+        raise SqlFunctionError(f"invalid {kind} data: {exc}", "22023") from None
+    raise SqlFunctionError(f'unrecognized encoding: "{encoding}"', "22023")
+
+
+def _random() -> float:
+    import random
+    return random.random()
+
+
+def _split_part(text: Any, delimiter: Any, field: Any) -> str | None:
+    if text is None or delimiter is None or field is None:
+        return None
+    if int(field) == 0:
+        raise SqlFunctionError("field position must not be zero", "22023")
+    parts = str(text).split(str(delimiter)) if delimiter != "" else [str(text)]
+    index = int(field) - 1 if int(field) > 0 else len(parts) + int(field)
+    return parts[index] if 0 <= index < len(parts) else ""
+
+
+def _mod(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    if b == 0:
+        raise SqlFunctionError("division by zero", "22012")
+    if isinstance(a, int) and isinstance(b, int):
+        return int(math.fmod(a, b))
+    return math.fmod(float(a), float(b))
+
+
+def _sleep(seconds: Any) -> None:
+    if seconds is not None and float(seconds) > 0:
+        time.sleep(min(float(seconds), 3600.0))
+
+
+def _quote_ident(name: Any) -> str | None:
+    if name is None:
+        return None
+    text = str(name)
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", text):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+def cast_value(value: Any, oid: int, typmod: int) -> Any:
+    """``value::type`` with PostgreSQL's meaning, from and to the storage forms."""
+    if value is None:
+        return None
+    target = pgtypes.BY_OID.get(int(oid))
+    if target is None:
+        raise SqlFunctionError(f"cast to the type with oid {oid} is not supported", "0A000")
+    try:
+        return _apply_typmod(_cast_storage(value, target), target, int(typmod))
+    except pgtypes.PgValueError as exc:
+        raise SqlFunctionError(str(exc), exc.sqlstate) from None
+
+
+_INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
+
+
+def _cast_storage(value: Any, target: pgtypes.PgType) -> Any:
+    name = target.name
+    if isinstance(value, str):
+        return pgtypes.decode_text(target, value.encode())
+    if isinstance(value, bool | int):
+        if name in _INT_RANGES:
+            if not -_INT_RANGES[name] <= value < _INT_RANGES[name]:
+                raise SqlFunctionError(f"{_INT_NAMES[name]} out of range", "22003")
+            return int(value)
+        if name in ("float4", "float8"):
+            return float(value)
+        if name == "numeric":
+            return str(value)
+        if name == "bool":
+            return 1 if value else 0
+        if name in _TEXT_TYPES:
+            return str(value)
+        if name in ("oid", "regclass", "regtype", "regproc", "regnamespace"):
+            return int(value)
+        return pgtypes.decode_text(target, str(value).encode())
+    if isinstance(value, float):
+        if name in _INT_RANGES:
+            if math.isnan(value) or math.isinf(value):
+                raise SqlFunctionError(f"{_INT_NAMES[name]} out of range", "22003")
+            rounded = round(value)  # half to even, as PostgreSQL's rint()
+            if not -_INT_RANGES[name] <= rounded < _INT_RANGES[name]:
+                raise SqlFunctionError(f"{_INT_NAMES[name]} out of range", "22003")
+            return rounded
+        if name in ("float4", "float8"):
+            return value
+        text = pgtypes.encode_text(pgtypes.BY_NAME["float8"], value)
+        assert text is not None
+        return pgtypes.decode_text(target, text)
+    if isinstance(value, bytes):
+        if name == "bytea":
+            return value
+        if name in _TEXT_TYPES:
+            text = pgtypes.encode_text(pgtypes.BY_NAME["bytea"], value)
+            assert text is not None
+            return text.decode()
+    raise SqlFunctionError(f"cannot cast this value to {pgtypes.format_type(target.oid, -1)}",
+                           "42846")
+
+
+_INT_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint"}
+
+
+def _apply_typmod(value: Any, target: pgtypes.PgType, typmod: int) -> Any:
+    """An explicit cast to a type with a modifier: varchar(n) truncates, char(n) pads,
+    numeric(p,s) rounds to s digits and checks p."""
+    if typmod < 0 or value is None:
+        return value
+    if target.name == "varchar":
+        return str(value)[: typmod - 4]
+    if target.name == "bpchar":
+        return str(value)[: typmod - 4].ljust(typmod - 4)
+    if target.name == "numeric" and isinstance(value, str) and value.lower() != "nan":
+        from decimal import ROUND_HALF_UP, Decimal
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        number = Decimal(value).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        if number != 0 and number.adjusted() + 1 > precision - scale:
+            raise SqlFunctionError("numeric field overflow", "22003")
+        return str(number)
+    return value

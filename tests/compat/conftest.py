@@ -1,0 +1,84 @@
+"""Fixtures for the real-client tests: one Borealis cluster per test module.
+
+``cluster`` starts six storage nodes (two per AZ), a writer and a reader, each instance
+serving the PostgreSQL protocol on a free loopback port, and stops every process by PID
+when the module's tests are done. Tests share it, so each uses its own table names.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from borealis.control.processes import InstanceProcess, NodeProcess, storage_fleet
+from borealis.types import VolumeId
+from borealis.volume.geometry import Geometry
+from borealis.volume.spec import VolumeSpec
+
+
+@dataclass
+class Cluster:
+    nodes: list[NodeProcess]
+    writer: InstanceProcess
+    reader: InstanceProcess
+
+    @property
+    def writer_address(self) -> tuple[str, int]:
+        host, _, port = self.writer.ready["pg_address"].rpartition(":")
+        return host, int(port)
+
+    @property
+    def reader_address(self) -> tuple[str, int]:
+        host, _, port = self.reader.ready["pg_address"].rpartition(":")
+        return host, int(port)
+
+    def dsn(self, *, reader: bool = False, **extra: str) -> str:
+        host, port = self.reader_address if reader else self.writer_address
+        options = {"host": host, "port": str(port), "user": "postgres",
+                   "dbname": "postgres", "sslmode": "disable", "connect_timeout": "10",
+                   **extra}
+        return " ".join(f"{k}={v}" for k, v in options.items())
+
+    def url(self, driver: str, *, reader: bool = False) -> str:
+        host, port = self.reader_address if reader else self.writer_address
+        return f"postgresql+{driver}://postgres@{host}:{port}/postgres"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    nodes = storage_fleet(root)
+    made: list[InstanceProcess] = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+            for future in [pool.submit(n.start) for n in nodes]:
+                future.result()
+        spec = root / "volume.json"
+        VolumeSpec(Geometry(VolumeId("compat")), {n.node: n.info() for n in nodes}).save(spec)
+        writer = InstanceProcess("writer", "az1", spec, root / "instances" / "writer",
+                                 root / "logs" / "writer.log",
+                                 extra_args=("--pg-listen", "127.0.0.1:0"))
+        made.append(writer)
+        writer.start()
+        reader = InstanceProcess("reader", "az2", spec, root / "instances" / "reader",
+                                 root / "logs" / "reader.log", role="reader",
+                                 extra_args=("--writer", writer.address,
+                                             "--pg-listen", "127.0.0.1:0"))
+        made.append(reader)
+        reader.start()
+        yield Cluster(nodes, writer, reader)
+    finally:
+        for p in made:
+            p.resume()
+            p.stop()
+        for n in nodes:
+            n.resume()
+        with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+            list(pool.map(lambda n: n.stop(), nodes))
+        for p in made:
+            assert not p.alive(), f"{p.instance_id} (pid {p.pid}) still running"
+        for n in nodes:
+            assert not n.alive(), f"{n.node} (pid {n.pid}) still running"

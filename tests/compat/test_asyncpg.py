@@ -1,0 +1,95 @@
+"""asyncpg against a Borealis writer: it prepares every statement and encodes parameters
+in binary by the types Describe reported, so this checks parameter and result type OIDs
+before anything runs, binary formats for many types, executemany, transactions and
+``copy_records_to_table``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from conftest import Cluster
+
+
+def run(cluster: Cluster, body: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        host, port = cluster.writer_address
+        conn = await asyncpg.connect(host=host, port=port, user="postgres",
+                                     database="postgres", ssl=False, timeout=10)
+        try:
+            return await asyncio.wait_for(body(conn), 60)
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+def test_fetch_with_parameters_of_many_types(cluster: Cluster) -> None:
+    async def body(conn: asyncpg.Connection) -> None:
+        assert await conn.fetchval("select 1") == 1
+        row = await conn.fetchrow("select $1::int + 1, $2::text", 1, "x")
+        assert tuple(row) == (2, "x")
+        await conn.execute(
+            "CREATE TABLE ap_types (id bigserial PRIMARY KEY, i int, s smallint, b bigint, "
+            "f float8, r real, n numeric(12,3), t text, v varchar(10), ok boolean, "
+            "d date, ts timestamp, tz timestamptz, u uuid, j jsonb, raw bytea)")
+        values = (7, 3, 2**40, 1.5, 0.25, decimal.Decimal("12.345"), "text", "var", True,
+                  dt.date(2024, 5, 6), dt.datetime(2024, 5, 6, 7, 8, 9, 123456),
+                  dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC),
+                  uuid.UUID("12345678-1234-5678-1234-567812345678"), '{"a": [1, 2]}',
+                  b"\x00\xff")
+        new_id = await conn.fetchval(
+            "INSERT INTO ap_types (i, s, b, f, r, n, t, v, ok, d, ts, tz, u, j, raw) VALUES "
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+            *values)
+        assert new_id == 1
+        row = await conn.fetchrow("SELECT i, s, b, f, r, n, t, v, ok, d, ts, tz, u, j, raw "
+                                  "FROM ap_types WHERE id = $1", new_id)
+        assert tuple(row) == values
+        found = await conn.fetch("SELECT id FROM ap_types WHERE i > $1 AND t = $2", 5, "text")
+        assert [r["id"] for r in found] == [1]
+
+    run(cluster, body)
+
+
+def test_executemany_and_transactions(cluster: Cluster) -> None:
+    async def body(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE ap_many (k integer PRIMARY KEY, v text)")
+        await conn.executemany("INSERT INTO ap_many (k, v) VALUES ($1, $2)",
+                               [(k, f"v{k}") for k in range(50)])
+        assert await conn.fetchval("SELECT count(*) FROM ap_many") == 50
+        try:
+            async with conn.transaction():
+                await conn.execute("INSERT INTO ap_many VALUES (100, 'rolled back')")
+                raise RuntimeError("abort")
+        except RuntimeError:
+            pass
+        assert await conn.fetchval("SELECT count(*) FROM ap_many WHERE k = 100") == 0
+        # executemany is atomic: a duplicate in the batch leaves nothing of it
+        try:
+            await conn.executemany("INSERT INTO ap_many (k, v) VALUES ($1, $2)",
+                                   [(200, "a"), (201, "b"), (1, "duplicate")])
+        except asyncpg.UniqueViolationError:
+            pass
+        else:
+            raise AssertionError("the duplicate key was accepted")
+        assert await conn.fetchval("SELECT count(*) FROM ap_many WHERE k >= 200") == 0
+
+    run(cluster, body)
+
+
+def test_copy_records_to_table(cluster: Cluster) -> None:
+    async def body(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE ap_copy (id integer, name text, at timestamptz)")
+        records = [(i, f"n{i}", dt.datetime(2024, 1, 1, tzinfo=dt.UTC)) for i in range(100)]
+        result = await conn.copy_records_to_table("ap_copy", records=records)
+        assert result == "COPY 100"
+        assert await conn.fetchval("SELECT count(*) FROM ap_copy") == 100
+        assert await conn.fetchval("SELECT name FROM ap_copy WHERE id = $1", 42) == "n42"
+
+    run(cluster, body)

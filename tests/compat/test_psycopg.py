@@ -1,0 +1,139 @@
+"""psycopg 3 against a Borealis writer and reader: the simple and extended protocols,
+server-side prepared statements (``prepare_threshold=0``), binary results and parameters,
+transactions with savepoints and the failed state, COPY in both directions, cancel,
+typed errors, and writes refused on the reader with 25006."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from conftest import Cluster
+from psycopg import errors, sql
+
+
+def connect(cluster: Cluster, **kwargs: object) -> psycopg.Connection:
+    return psycopg.connect(cluster.dsn(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_simple_and_extended_queries_return_typed_values(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+        assert conn.execute("select %s::int + 1, %s", (1, "x")).fetchone() == (2, "x")
+        conn.execute("CREATE TABLE pc_items (id serial PRIMARY KEY, name text NOT NULL, "
+                     "price numeric(10,2), active boolean DEFAULT true, "
+                     "added timestamptz DEFAULT now(), tag uuid, data bytea)")
+        tag = uuid.uuid4()
+        row = conn.execute(
+            "INSERT INTO pc_items (name, price, tag, data) VALUES (%s, %s, %s, %s) "
+            "RETURNING id, name, price, active, tag, data",
+            ("apple", decimal.Decimal("1.10"), tag, b"\x00\x01")).fetchone()
+        assert row == (1, "apple", decimal.Decimal("1.10"), True, tag, b"\x00\x01")
+        added = conn.execute("SELECT added FROM pc_items").fetchone()
+        assert added is not None and isinstance(added[0], dt.datetime)
+        assert abs((dt.datetime.now(dt.UTC) - added[0]).total_seconds()) < 60
+        # simple protocol through a client-side cursor
+        with psycopg.ClientCursor(conn) as cursor:
+            cursor.execute("SELECT name, price FROM pc_items WHERE id = %s", (1,))
+            assert cursor.fetchone() == ("apple", decimal.Decimal("1.10"))
+
+
+def test_prepared_statements_and_binary_formats(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True, prepare_threshold=0) as conn:
+        conn.execute("CREATE TABLE pc_binary (k integer PRIMARY KEY, v bigint, f double "
+                     "precision, t text, b boolean)")
+        for k in range(5):
+            conn.execute("INSERT INTO pc_binary VALUES (%s, %s, %s, %s, %s)",
+                         (k, k * 10**10, k / 4, f"t{k}", k % 2 == 0))
+        with conn.cursor(binary=True) as cursor:
+            cursor.execute("SELECT k, v, f, t, b FROM pc_binary WHERE k >= %s ORDER BY k",
+                           (3,))
+            assert cursor.fetchall() == [(3, 3 * 10**10, 0.75, "t3", False),
+                                         (4, 4 * 10**10, 1.0, "t4", True)]
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pc_binary WHERE b", binary=True)
+            assert cursor.fetchone() == (3,)
+
+
+def test_transactions_savepoints_and_the_failed_state(cluster: Cluster) -> None:
+    with connect(cluster) as conn:
+        conn.execute("CREATE TABLE pc_tx (id integer PRIMARY KEY, v text)")
+        conn.commit()
+        with conn.transaction():
+            conn.execute("INSERT INTO pc_tx VALUES (1, 'kept')")
+            with pytest.raises(errors.UniqueViolation), conn.transaction():  # a savepoint
+                conn.execute("INSERT INTO pc_tx VALUES (2, 'undone')")
+                conn.execute("INSERT INTO pc_tx VALUES (1, 'duplicate')")
+        assert conn.execute("SELECT id, v FROM pc_tx ORDER BY id").fetchall() == [(1, "kept")]
+        conn.commit()
+        with pytest.raises(errors.UndefinedTable):
+            conn.execute("SELECT * FROM pc_missing")
+        with pytest.raises(errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM pc_tx").fetchone() == (1,)
+
+
+def test_copy_in_and_out_in_text_and_csv(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pc_copy (id integer, name text, score numeric, seen date)")
+        with conn.cursor() as cursor:
+            with cursor.copy("COPY pc_copy (id, name, score, seen) FROM STDIN") as copy:
+                copy.write_row((1, "tab\there", decimal.Decimal("2.5"), dt.date(2024, 1, 2)))
+                copy.write_row((2, None, None, None))
+            with cursor.copy("COPY pc_copy FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write('3,"comma, quote ""x""",1.25,2024-02-03\n')
+            rows = conn.execute("SELECT id, name, score, seen FROM pc_copy ORDER BY id"
+                                ).fetchall()
+            assert rows == [(1, "tab\there", decimal.Decimal("2.5"), dt.date(2024, 1, 2)),
+                            (2, None, None, None),
+                            (3, 'comma, quote "x"', decimal.Decimal("1.25"),
+                             dt.date(2024, 2, 3))]
+            out = b""
+            with cursor.copy("COPY (SELECT id, name FROM pc_copy ORDER BY id) TO STDOUT "
+                             "WITH (FORMAT csv, HEADER true)") as copy:
+                for chunk in copy:
+                    out += bytes(chunk)
+            assert out.decode().splitlines() == [
+                "id,name", "1,tab\there", "2,", '3,"comma, quote ""x"""']
+        with pytest.raises(errors.InvalidTextRepresentation), conn.cursor() as cursor, \
+                cursor.copy("COPY pc_copy (id) FROM STDIN") as copy:
+            copy.write("not a number\n")
+        assert conn.execute("SELECT count(*) FROM pc_copy").fetchone() == (3,)
+
+
+def test_cancel_stops_a_running_statement(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        timer = threading.Timer(0.5, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(errors.QueryCanceled):
+            conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+                         "SELECT count(*) FROM n")
+        assert time.monotonic() - started < 10
+        timer.join()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_reader_refuses_writes_with_25006(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pc_replicated (id integer PRIMARY KEY)")
+        conn.execute("INSERT INTO pc_replicated VALUES (1)")
+    with psycopg.connect(cluster.dsn(reader=True), autocommit=True) as conn:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                count = conn.execute("SELECT count(*) FROM pc_replicated").fetchone()
+                break
+            except errors.UndefinedTable:
+                assert time.monotonic() < deadline, "the reader never saw the table"
+                time.sleep(0.1)
+        assert count == (1,)
+        with pytest.raises(errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO pc_replicated VALUES (2)")
+        assert conn.execute(sql.SQL("SHOW transaction_read_only")).fetchone() == ("on",)
