@@ -26,6 +26,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="the master user's password, for SCRAM-SHA-256 (default: the "
                    "environment variable BOREALIS_MASTER_PASSWORD; none: no authentication, "
                    "allowed on a loopback address only)")
+    p.add_argument("--pg-user", default="postgres", help="the master user's name")
+    p.add_argument("--pg-database", default="postgres", help="the database's name")
+    p.add_argument("--pg-connections-max", type=int, default=100,
+                   help="PostgreSQL connections served at once (more get 53300)")
+    p.add_argument("--pg-tls-cert", type=Path,
+                   help="PEM certificate for TLS on the PostgreSQL port (sslmode=require, "
+                   "verify-full)")
+    p.add_argument("--pg-tls-key", type=Path, help="PEM private key of --pg-tls-cert")
+    p.add_argument("--pg-tls-required", action="store_true",
+                   help="refuse PostgreSQL connections that do not use TLS")
     p.add_argument("--cache-mib", type=int, default=64, help="page cache size (MiB)")
     p.add_argument("--lock-timeout", type=float, default=10.0,
                    help="seconds a session waits for the write lock")
@@ -48,12 +58,20 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_address(args.listen)
     if args.cache_mib < 0:
         raise ConfigError("--cache-mib must not be negative")
+    if args.pg_connections_max < 1:
+        raise ConfigError("--pg-connections-max must be at least 1")
+    if args.pg_tls_required and args.pg_tls_cert is None:
+        raise ConfigError("--pg-tls-required needs --pg-tls-cert")
     spec = VolumeSpec.load(args.volume)
     config = InstanceConfig(args.instance_id, args.az, args.role,
                             cache_bytes=args.cache_mib * 2**20,
                             lock_timeout_s=args.lock_timeout, writer_address=args.writer,
                             pg_listen=parse_address(args.pg_listen) if args.pg_listen else None,
-                            pg_password=args.pg_password)
+                            pg_password=args.pg_password, pg_user=args.pg_user,
+                            pg_database=args.pg_database,
+                            pg_connections_max=args.pg_connections_max,
+                            pg_tls_cert=args.pg_tls_cert, pg_tls_key=args.pg_tls_key,
+                            pg_tls_required=args.pg_tls_required)
 
     async def main() -> None:
         client = VolumeClient(spec, writer_id=args.instance_id, spec_path=args.volume)

@@ -41,6 +41,7 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from borealis.engine.database import Database, Session
@@ -53,7 +54,7 @@ from borealis.errors import (
     ProtocolError,
 )
 from borealis.protocol.postgres.scram import ScramSecret
-from borealis.protocol.postgres.server import PgServer
+from borealis.protocol.postgres.server import PgServer, server_tls_context
 from borealis.transport.pool import ConnectionPool
 from borealis.transport.rpc import RpcServer
 from borealis.volume.client import VolumeClient
@@ -79,9 +80,18 @@ class InstanceConfig:
     lock_timeout_s: float = 10.0
     writer_address: str | None = None
     pg_listen: tuple[str, int] | None = None
+    """Where to serve the PostgreSQL protocol (``protocol/postgres/server.py``), if at all."""
     pg_password: str | None = None
     """The master user's password (SCRAM-SHA-256); without one, only a loopback address."""
-    """Where to serve the PostgreSQL protocol (``protocol/postgres/server.py``), if at all."""
+    pg_user: str = "postgres"
+    """The master user's name; the one database is named ``pg_database``."""
+    pg_database: str = "postgres"
+    pg_connections_max: int = 100
+    pg_tls_cert: Path | None = None
+    """PEM certificate (chain) and key for TLS; clients then may use sslmode=require or
+    verify-full (the certificate must name the address they connect to)."""
+    pg_tls_key: Path | None = None
+    pg_tls_required: bool = False
 
 
 class Instance:
@@ -142,8 +152,14 @@ class Instance:
             elif not _loopback(self.config.pg_listen[0]):
                 raise ConfigError("serving the PostgreSQL protocol beyond this machine needs "
                                   "a password (--pg-password or BOREALIS_MASTER_PASSWORD)")
+            tls = None
+            if self.config.pg_tls_cert is not None:
+                tls = server_tls_context(self.config.pg_tls_cert, self.config.pg_tls_key)
             self.pg_server = PgServer(lambda: self.db, name=self.config.instance_id,
-                                      secret=secret)
+                                      secret=secret, user=self.config.pg_user,
+                                      database_name=self.config.pg_database,
+                                      connections_max=self.config.pg_connections_max,
+                                      tls=tls, tls_required=self.config.pg_tls_required)
             pg_host, pg_port = await self.pg_server.start(*self.config.pg_listen)
             self.pg_address = f"{pg_host}:{pg_port}"
         if self.config.role == "reader":

@@ -32,16 +32,18 @@ import itertools
 import logging
 import re
 import secrets
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import apsw
 
 from borealis.engine.database import Database, Result, Session
-from borealis.errors import BorealisError, ReadOnlyError
+from borealis.errors import BorealisError, ConfigError, ReadOnlyError
 from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres import sqltext
 from borealis.protocol.postgres import types as pgtypes
@@ -116,6 +118,7 @@ log = logging.getLogger(__name__)
 __all__ = ["SERVER_VERSION", "PgServer", "command_tag"]
 
 CONNECTIONS_MAX_DEFAULT = 100
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 PREPARED_STATEMENTS_MAX = 10_000
 """Named statements one connection may hold (a client that never closes its statements
 must not take the instance's memory)."""
@@ -131,6 +134,17 @@ _REPORTED_AT_STARTUP = ("application_name", "client_encoding", "datestyle",
                         "default_transaction_read_only", "in_hot_standby", "integer_datetimes",
                         "intervalstyle", "is_superuser", "server_encoding", "server_version",
                         "standard_conforming_strings", "timezone")
+
+
+def server_tls_context(cert: Path, key: Path | None) -> ssl.SSLContext:
+    """A server-side TLS context from a PEM certificate (chain) and its key (TLS 1.2+)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate {cert}: {exc}") from None
+    return context
 
 
 def command_tag(statement: Statement, result: Result | None, rows: int) -> str:
@@ -197,13 +211,18 @@ class PgServer:
     def __init__(self, database: Callable[[], Database | None], *, name: str,
                  secret: ScramSecret | None = None, user: str = "postgres",
                  database_name: str = "postgres",
-                 connections_max: int = CONNECTIONS_MAX_DEFAULT) -> None:
+                 connections_max: int = CONNECTIONS_MAX_DEFAULT,
+                 tls: ssl.SSLContext | None = None, tls_required: bool = False) -> None:
+        if tls_required and tls is None:
+            raise ValueError("TLS cannot be required without a certificate")
         self._database = database
         self.name = name
         self.secret = secret
         self.user = user
         self.database_name = database_name
         self.connections_max = connections_max
+        self.tls = tls
+        self.tls_required = tls_required
         self.translator = Translator()
         self._server: asyncio.AbstractServer | None = None
         self.connections: set[_Connection] = set()
@@ -265,6 +284,7 @@ class _Connection(asyncio.Protocol):
         self.batch = _Batch()
         self.read_only_block = False
         self.pending_begin = False
+        self.encrypted = False
         self.running = False
         self.copy_inbox: asyncio.Queue[Any] | None = None
 
@@ -348,7 +368,9 @@ class _Connection(asyncio.Protocol):
 
     async def _handle(self, message: Any) -> bool:
         """Answer one message; False ends the connection."""
-        if isinstance(message, SSLRequest | GSSENCRequest):
+        if isinstance(message, SSLRequest):
+            return await self._start_tls()
+        if isinstance(message, GSSENCRequest):
             self._send(self.parser.answer_encryption_request(accepted=False))
             return True
         if isinstance(message, CancelRequest):
@@ -396,8 +418,38 @@ class _Connection(asyncio.Protocol):
         return True
 
     # -- startup and authentication -------------------------------------------------
+    async def _start_tls(self) -> bool:
+        """Answer an SSLRequest: 'S' and the TLS handshake when the server has a
+        certificate, 'N' otherwise. A byte sent after the request and before the handshake
+        is a protocol violation (the parser raises on it), so nothing sent in the clear can
+        be taken as sent over TLS."""
+        context = self.server.tls
+        if context is None or self.encrypted:
+            self._send(self.parser.answer_encryption_request(accepted=False))
+            return True
+        self._send(self.parser.answer_encryption_request(accepted=True))
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(self.transport, self, context, server_side=True,
+                                             ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            log.info("TLS handshake failed: %s", exc)
+            return False
+        if transport is None:
+            return False
+        self.transport = transport
+        self.encrypted = True
+        return True
+
     async def _begin_startup(self, message: StartupMessage) -> bool:
         self.startup = message
+        if self.server.tls_required and not self.encrypted:
+            self._send(ErrorResponse(
+                severity=Severity.FATAL, code="28000",
+                message="connections without TLS are refused: connect with sslmode=require"
+                ).encode())
+            return False
         user = message.user or ""
         database = message.database or user
         if self.server.active_sessions >= self.server.connections_max:

@@ -630,40 +630,35 @@ def format_type(oid: int, typmod: int | None) -> str:
     if pgtype.is_array:
         return format_type(pgtype.elem_oid, typmod) + "[]"
     name = pgtype.name
-    with_typmod = typmod is not None and typmod >= 0
+    modifier = typmod if typmod is not None and typmod >= 0 else None
     if name in _SQL_NAMES:
         return _SQL_NAMES[name]
     if name == "bpchar":
-        if with_typmod:
-            return "character" + _char_typmod_text(typmod)
+        if modifier is not None:
+            return "character" + _char_typmod_text(modifier)
         return "bpchar" if typmod is not None else "character"
     if name == "varchar":
-        return "character varying" + (_char_typmod_text(typmod) if with_typmod else "")
+        return "character varying" + ("" if modifier is None else _char_typmod_text(modifier))
     if name == "numeric":
-        if not with_typmod:
+        if modifier is None or modifier < _VARHDRSZ:
             return "numeric"
-        assert typmod is not None
-        if typmod < _VARHDRSZ:
-            return "numeric"
-        precision, scale = _numeric_precision_scale(typmod)
+        precision, scale = _numeric_precision_scale(modifier)
         return f"numeric({precision},{scale})"
     if name in ("time", "timetz", "timestamp", "timestamptz"):
         base = "timestamp" if name.startswith("timestamp") else "time"
         zone = " with time zone" if name.endswith("tz") else " without time zone"
-        return base + (f"({typmod})" if with_typmod else "") + zone
+        return base + ("" if modifier is None else f"({modifier})") + zone
     if name == "interval":
-        return "interval" + (_interval_typmod_text(typmod) if with_typmod else "")
+        return "interval" + ("" if modifier is None else _interval_typmod_text(modifier))
     quoted = f'"{name}"' if name in _QUOTED_NAMES else name
-    return quoted + (f"({typmod})" if with_typmod else "")
+    return quoted + ("" if modifier is None else f"({modifier})")
 
 
-def _char_typmod_text(typmod: int | None) -> str:
-    assert typmod is not None
+def _char_typmod_text(typmod: int) -> str:
     return f"({typmod - _VARHDRSZ})" if typmod > _VARHDRSZ else ""
 
 
-def _interval_typmod_text(typmod: int | None) -> str:
-    assert typmod is not None
+def _interval_typmod_text(typmod: int) -> str:
     fields, precision = (typmod >> 16) & 0x7FFF, typmod & 0xFFFF
     text = "" if fields == _INTERVAL_FULL_RANGE else " " + _INTERVAL_FIELD_NAMES.get(fields, "")
     return text + (f"({precision})" if precision != _INTERVAL_FULL_PRECISION else "")
