@@ -98,7 +98,7 @@ def test_psycopg_verify_full_with_scram_over_tls(
         assert conn.execute("SELECT 6 * 7").fetchone() == (42,)
     with psycopg.connect(_dsn(p, sslmode="require"), autocommit=True) as conn:
         assert conn.pgconn.ssl_in_use
-    with pytest.raises(psycopg.OperationalError, match="TLS|SSL|encryption"):
+    with pytest.raises(psycopg.OperationalError, match=r"TLS|SSL|encryption"):
         psycopg.connect(_dsn(p, sslmode="disable"))
     with pytest.raises(psycopg.OperationalError):  # the system CAs do not know ours
         psycopg.connect(_dsn(p, sslmode="verify-full", sslrootcert="system"))

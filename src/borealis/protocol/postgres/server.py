@@ -26,14 +26,11 @@ A protocol violation gets a FATAL ErrorResponse and closes that connection only.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import itertools
 import logging
 import re
 import secrets
 import ssl
-import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +41,7 @@ import apsw
 
 from borealis.engine.database import Database, Result, Session
 from borealis.errors import BorealisError, ConfigError, ReadOnlyError
+from borealis.protocol.postgres import copy as pgcopy
 from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres import sqltext
 from borealis.protocol.postgres import types as pgtypes
@@ -124,6 +122,7 @@ PREPARED_STATEMENTS_MAX = 10_000
 must not take the instance's memory)."""
 COPY_BATCH_ROWS = 5_000
 """Rows of a COPY FROM inserted per trip to the session's thread."""
+COPY_OUT_LINES_PER_WRITE = 1_000
 OID_TEXT = 25
 OID_INT8 = 20
 OID_FLOAT8 = 701
@@ -1063,113 +1062,86 @@ class _Connection(asyncio.Protocol):
         return out
 
     async def _copy_out(self, action: CopyAction) -> None:
+        if action.format == "binary":
+            raise TranslationError("COPY TO STDOUT in binary format is not supported by "
+                                   "Borealis", "0A000")
         if action.query is not None:
+            await self._open(write=False)
             result = await self._sqlite(action.query)
+            names = result.columns
             types = [pgtypes.BY_OID.get(oid) for _, oid, _ in self._columns(
-                _copy_query_statement(), result.columns, result.decltypes, result.rows)]
+                Statement(Kind.QUERY, "SELECT"), result.columns, result.decltypes,
+                result.rows)]
         else:
             columns = await self._copy_columns(action)
-            names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in columns)
-            table = '"' + action.table.replace('"', '""') + '"'
-            result = await self._sqlite(f"SELECT {names} FROM {table}")
+            names = [c.name for c in columns]
+            await self._open(write=False)
+            result = await self._sqlite(
+                f"SELECT {', '.join(_quote(n) for n in names)} FROM {_quote(action.table)}")
             types = [pgtypes.BY_OID.get(c.type_oid) for c in columns]
-        width = len(types)
-        self._send(CopyOutResponse(Format.TEXT, tuple([Format.TEXT] * width)).encode())
-        chunks: list[bytes] = []
-        if action.header and action.format == "csv":
-            chunks.append(_csv_line(result.columns, action))
-        for row in result.rows:
-            texts = [None if v is None else (_text(t, v) or b"").decode()
-                     for t, v in zip(types, row, strict=True)]
-            chunks.append(_csv_line(texts, action) if action.format == "csv"
-                          else _text_line(texts, action))
-            if len(chunks) >= 1000:
-                self._send(b"".join(CopyData(c).encode() for c in chunks))
-                chunks = []
-        if chunks:
-            self._send(b"".join(CopyData(c).encode() for c in chunks))
-        self._send(_copy_done() + CommandComplete(f"COPY {len(result.rows)}").encode())
+        self._send(CopyOutResponse(Format.TEXT, tuple([Format.TEXT] * len(types))).encode())
+        chunk: list[bytes] = []
+        for line in pgcopy.encode_rows(action, names, types, result.rows):
+            chunk.append(CopyData(line).encode())
+            if len(chunk) >= COPY_OUT_LINES_PER_WRITE:
+                self._send(b"".join(chunk))
+                chunk = []
+        chunk.append(b"c\x00\x00\x00\x04")  # CopyDone
+        chunk.append(CommandComplete(f"COPY {len(result.rows)}").encode())
+        self._send(b"".join(chunk))
 
     async def _copy_in(self, action: CopyAction) -> None:
+        """COPY FROM STDIN: rows are inserted in batches as they arrive, in one
+        transaction (the block's, or one of their own); an error fails it all."""
         assert self.session is not None
         columns = await self._copy_columns(action)
         types = [pgtypes.BY_OID[c.type_oid] for c in columns]
-        names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in columns)
-        table = '"' + action.table.replace('"', '""') + '"'
         marks = ", ".join(f"?{i + 1}" for i in range(len(columns)))
-        insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"
-        binary = action.format == "binary"
-        column_format = Format.BINARY if binary else Format.TEXT
+        insert = (f"INSERT INTO {_quote(action.table)} "
+                  f"({', '.join(_quote(c.name) for c in columns)}) VALUES ({marks})")
+        column_format = Format.BINARY if action.format == "binary" else Format.TEXT
         self._send(CopyInResponse(column_format, tuple([column_format] * len(columns))).encode())
-        reader = _BinaryCopyReader(types) if binary else None
+        decoder = pgcopy.CopyInDecoder(action, types)
         await self._open(write=True)
         own = not self.in_block
         if own:
             await self._sqlite("BEGIN IMMEDIATE")
         total = 0
-        pending = b""
         batch: list[tuple[Any, ...]] = []
-        first_line = action.header
         error: BaseException | None = None
-        line_number = 0
         while True:
             message = await self._next()
-            if message is None:
+            if message is None:  # the client went away mid-COPY
                 if own:
                     await self._rollback_quietly()
                 return
             if isinstance(message, PgProtocolError):
                 raise message
-            if isinstance(message, CopyData):
-                if error is not None:
-                    continue
-                try:
-                    if reader is not None:
-                        batch.extend(reader.feed(message.data))
-                        line_number = reader.rows
-                        lines = []
-                    else:
-                        pending += message.data
-                        lines = pending.split(b"\n")
-                        pending = lines.pop()
-                    for line in lines:
-                        line_number += 1
-                        if first_line:
-                            first_line = False
-                            continue
-                        if line.endswith(b"\r"):
-                            line = line[:-1]
-                        if line == b"\\." and action.format == "text":
-                            continue
-                        batch.append(_parse_copy_line(line, types, action))
-                    if len(batch) >= COPY_BATCH_ROWS:
-                        rows, batch = batch, []
-                        await self._insert_many(insert, rows)
-                        total += len(rows)
-                except (BorealisError, pgtypes.PgValueError, ValueError) as exc:
-                    error = _copy_error(exc, action, line_number)
-                continue
-            if isinstance(message, CopyDone):
-                if error is None:
-                    try:
-                        if reader is not None:
-                            reader.finish()
-                        elif pending.strip() and pending.strip() != b"\\.":
-                            line_number += 1
-                            batch.append(_parse_copy_line(pending.rstrip(b"\r"), types, action))
-                        if batch:
-                            await self._insert_many(insert, batch)
-                            total += len(batch)
-                    except (BorealisError, pgtypes.PgValueError, ValueError) as exc:
-                        error = _copy_error(exc, action, line_number)
-                break
+            if isinstance(message, Flush | Sync):
+                continue  # PostgreSQL ignores these during COPY FROM STDIN
             if isinstance(message, CopyFail):
                 error = TranslationError(f"COPY from stdin failed: {message.message}", "57014")
                 break
-            if isinstance(message, Flush | Sync):
-                continue  # PostgreSQL ignores these during COPY IN
-            raise PgProtocolError(f"unexpected message type {type(message).__name__} "
-                                  "during COPY from stdin", sqlstate="08P01")
+            if not isinstance(message, CopyData | CopyDone):
+                raise PgProtocolError(f"unexpected message type {type(message).__name__} "
+                                      "during COPY from stdin", sqlstate="08P01")
+            if error is not None:
+                if isinstance(message, CopyDone):
+                    break
+                continue  # the rest of a COPY that failed: read and dropped
+            try:
+                if isinstance(message, CopyData):
+                    batch.extend(decoder.feed(message.data))
+                else:
+                    batch.extend(decoder.finish())
+                if len(batch) >= COPY_BATCH_ROWS or (isinstance(message, CopyDone) and batch):
+                    rows, batch = batch, []
+                    await self.session.executemany(insert, rows)
+                    total += len(rows)
+            except BorealisError as exc:
+                error = exc
+            if isinstance(message, CopyDone):
+                break
         if error is not None:
             if own:
                 await self._rollback_quietly()
@@ -1181,23 +1153,9 @@ class _Connection(asyncio.Protocol):
             await self._sqlite("COMMIT")
         self._send(CommandComplete(f"COPY {total}").encode())
 
-    async def _insert_many(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
-        assert self.session is not None
-        await self.session.executemany(insert, rows)
 
-
-def _copy_query_statement() -> Statement:
-    return Statement(Kind.QUERY, "SELECT")
-
-
-def _copy_done() -> bytes:
-    return b"c\x00\x00\x00\x04"
-
-
-def _copy_error(exc: BaseException, action: CopyAction, line: int) -> BaseException:
-    text = f"{exc} (COPY {action.table}, line {line})"
-    error = TranslationError(text, getattr(exc, "sqlstate", None) or "22P02")
-    return error
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _catalog_installer(user: str, database: str, *, in_recovery: bool
@@ -1245,136 +1203,3 @@ def _text(pgtype: pgtypes.PgType | None, value: Any) -> bytes | None:
     if pgtype is None:
         return str(value).encode()
     return pgtypes.encode_text(pgtype, value)
-
-
-def _text_line(values: list[str | None], action: CopyAction) -> bytes:
-    out = []
-    for value in values:
-        if value is None:
-            out.append(action.null)
-        else:
-            out.append(value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
-                       .replace("\t", "\\t") if action.delimiter == "\t" else
-                       value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
-                       .replace(action.delimiter, "\\" + action.delimiter))
-    return (action.delimiter.join(out) + "\n").encode()
-
-
-def _csv_line(values: list[str | None] | list[str], action: CopyAction) -> bytes:
-    out = []
-    for value in values:
-        if value is None:
-            out.append(action.null)
-        elif (value == "" or action.delimiter in value or action.quote in value
-              or "\n" in value or "\r" in value or value == action.null):
-            out.append(action.quote + value.replace(action.quote, action.escape + action.quote)
-                       + action.quote)
-        else:
-            out.append(value)
-    return (action.delimiter.join(out) + "\n").encode()
-
-
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-
-
-class _BinaryCopyReader:
-    """COPY's binary format, fed in arbitrary chunks: a header, tuples of length-prefixed
-    fields in the columns' binary formats, and a -1 trailer."""
-
-    def __init__(self, types: list[pgtypes.PgType]) -> None:
-        self.types = types
-        self.buffer = bytearray()
-        self.header = False
-        self.ended = False
-        self.rows = 0
-
-    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
-        self.buffer += data
-        out: list[tuple[Any, ...]] = []
-        if not self.header:
-            if len(self.buffer) < 19:
-                return out
-            if bytes(self.buffer[:11]) != _COPY_SIGNATURE:
-                raise ValueError("COPY file signature not recognized")
-            flags, extension = struct.unpack_from(">iI", self.buffer, 11)
-            if flags & 0x10000:
-                raise ValueError("COPY files with OIDs are not supported")
-            if len(self.buffer) < 19 + extension:
-                return out
-            del self.buffer[:19 + extension]
-            self.header = True
-        while not self.ended and len(self.buffer) >= 2:
-            (count,) = struct.unpack_from(">h", self.buffer, 0)
-            if count == -1:
-                self.ended = True
-                del self.buffer[:2]
-                break
-            if count != len(self.types):
-                raise ValueError(f"row field count is {count}, expected {len(self.types)}")
-            offset = 2
-            values: list[Any] = []
-            for pgtype in self.types:
-                if len(self.buffer) < offset + 4:
-                    return out
-                (length,) = struct.unpack_from(">i", self.buffer, offset)
-                offset += 4
-                if length == -1:
-                    values.append(None)
-                    continue
-                if length < 0:
-                    raise ValueError(f"invalid field length {length}")
-                if len(self.buffer) < offset + length:
-                    return out
-                values.append(pgtypes.decode_binary(pgtype, bytes(
-                    self.buffer[offset:offset + length])))
-                offset += length
-            del self.buffer[:offset]
-            self.rows += 1
-            out.append(tuple(values))
-        return out
-
-    def finish(self) -> None:
-        if not self.header or not self.ended or self.buffer:
-            raise ValueError("unexpected end of the binary COPY data")
-
-
-_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
-
-
-def _unescape(field_text: str) -> str:
-    if "\\" not in field_text:
-        return field_text
-    out: list[str] = []
-    i = 0
-    while i < len(field_text):
-        ch = field_text[i]
-        if ch == "\\" and i + 1 < len(field_text):
-            nxt = field_text[i + 1]
-            out.append(_ESCAPES.get(nxt, nxt))
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def _parse_copy_line(line: bytes, types: list[pgtypes.PgType], action: CopyAction
-                     ) -> tuple[Any, ...]:
-    text = line.decode("utf-8")
-    fields: list[str | None]
-    if action.format == "csv":
-        reader = csv.reader(io.StringIO(text), delimiter=action.delimiter,
-                            quotechar=action.quote, doublequote=action.escape == action.quote,
-                            escapechar=None if action.escape == action.quote else action.escape,
-                            strict=True)
-        parsed = next(reader, [])
-        fields = [None if f == action.null else f for f in parsed]
-        # a quoted empty string is "", an unquoted empty field is NULL when NULL is ''
-    else:
-        raw = text.split(action.delimiter)
-        fields = [None if f == action.null else _unescape(f) for f in raw]
-    if len(fields) != len(types):
-        raise ValueError(f"expected {len(types)} columns, got {len(fields)}")
-    return tuple(None if f is None else pgtypes.decode_text(t, f.encode())
-                 for t, f in zip(types, fields, strict=True))
-
