@@ -268,6 +268,7 @@ class _Connection(asyncio.Protocol):
         self.parser = FrontendParser()
         self.transport: asyncio.Transport | None = None
         self.inbox: deque[Any] = deque()
+        self.outbox: list[bytes] = []
         self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.session: Session | None = None
@@ -318,10 +319,20 @@ class _Connection(asyncio.Protocol):
             await asyncio.gather(self.task, return_exceptions=True)
 
     def _send(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        """Queue ``data`` for the client: written in one system call when the connection
+        next waits for the client (``_next``), so a statement's reply is one write."""
+        self.outbox.append(data)
+
+    def _flush(self) -> None:
+        if self.outbox:
+            data = b"".join(self.outbox)
+            self.outbox.clear()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(data)
 
     async def _next(self) -> Any:
+        if not self.inbox:
+            self._flush()
         while not self.inbox:
             self.arrived.clear()
             await self.arrived.wait()
@@ -360,6 +371,7 @@ class _Connection(asyncio.Protocol):
         finally:
             if self.key is not None:
                 self.server._keys.pop(self.key, None)
+            self._flush()
             if self.session is not None:
                 await self.session.close()
             if self.transport is not None:
@@ -427,6 +439,7 @@ class _Connection(asyncio.Protocol):
             self._send(self.parser.answer_encryption_request(accepted=False))
             return True
         self._send(self.parser.answer_encryption_request(accepted=True))
+        self._flush()  # the 'S' goes in the clear, before the handshake
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         try:
@@ -1085,6 +1098,7 @@ class _Connection(asyncio.Protocol):
             chunk.append(CopyData(line).encode())
             if len(chunk) >= COPY_OUT_LINES_PER_WRITE:
                 self._send(b"".join(chunk))
+                self._flush()
                 chunk = []
         chunk.append(b"c\x00\x00\x00\x04")  # CopyDone
         chunk.append(CommandComplete(f"COPY {len(result.rows)}").encode())

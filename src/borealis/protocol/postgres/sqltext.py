@@ -28,8 +28,9 @@ _TOKEN = re.compile(
   | (?P<block_comment>/\*)
   | (?P<estring>[eE]'(?:[^'\\]|\\.|'')*')
   | (?P<string>'(?:[^']|'')*')
-  | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z_0-9]*)?\$)
   | (?P<param>\$[0-9]+)
+  | (?P<dollar>\$(?P<tag>[A-Za-z_][A-Za-z_0-9]*|)\$[\s\S]*?\$(?P=tag)\$)
+  | (?P<open_dollar>\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$)
   | (?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
   | (?P<quoted>"(?:[^"]|"")*")
   | (?P<word>[A-Za-z_\u0080-\uffff][A-Za-z_0-9$\u0080-\uffff]*)
@@ -39,6 +40,9 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+_INSIGNIFICANT = frozenset({"space", "line_comment", "block_comment"})
+_SPECIAL = re.compile(r"[;'\"$]|--|/\*")
+"""Text without any of these is one statement of plain tokens (the common case)."""
 
 NORMALIZED_FIRST_WORDS = frozenset({"select", "insert", "update", "delete", "with", "values"})
 """Only queries and DML have their literals made parameters: elsewhere a literal is
@@ -93,6 +97,26 @@ def _block_comment_end(sql: str, start: int) -> int:
 
 def _tokens(sql: str) -> list[tuple[str, str, int]]:
     """(kind, text, start) for every token, comments and spaces included."""
+    if "/*" in sql:
+        return _tokens_nested(sql)
+    out: list[tuple[str, str, int]] = []
+    for match in _TOKEN.finditer(sql):
+        kind = match.lastgroup
+        if kind == "tag":
+            kind = "dollar"
+        elif kind == "open_dollar":
+            raise SqlTextError(f"unterminated dollar-quoted string at {match.group()}")
+        elif kind == "other" and match.group() in "'\"":
+            what = "string" if match.group() == "'" else "identifier"
+            raise SqlTextError(f"unterminated quoted {what}")
+        assert kind is not None
+        out.append((kind, match.group(), match.start()))
+    return out
+
+
+def _tokens_nested(sql: str) -> list[tuple[str, str, int]]:
+    """``_tokens`` for text with block comments, which nest in PostgreSQL (a regular
+    expression cannot find their end)."""
     out: list[tuple[str, str, int]] = []
     i, n = 0, len(sql)
     while i < n:
@@ -105,12 +129,8 @@ def _tokens(sql: str) -> list[tuple[str, str, int]]:
         end = match.end()
         if kind == "block_comment":
             end = _block_comment_end(sql, i)
-        elif kind == "dollar":
-            delimiter = match.group("dollar")
-            close = sql.find(delimiter, end)
-            if close < 0:
-                raise SqlTextError(f"unterminated dollar-quoted string at {delimiter}")
-            end = close + len(delimiter)
+        elif kind == "open_dollar":
+            raise SqlTextError(f"unterminated dollar-quoted string at {match.group()}")
         elif kind == "other" and sql[i] in "'\"":
             what = "string" if sql[i] == "'" else "identifier"
             raise SqlTextError(f"unterminated quoted {what}")
@@ -121,6 +141,9 @@ def _tokens(sql: str) -> list[tuple[str, str, int]]:
 
 def split(sql: str) -> list[str]:
     """The statements of a simple Query, without their semicolons; blank ones dropped."""
+    body = sql.rstrip().rstrip(";")
+    if _SPECIAL.search(body) is None:
+        return [body] if body.strip() else []
     statements: list[str] = []
     start = 0
     for kind, _text, position in _tokens(sql):
@@ -133,7 +156,11 @@ def split(sql: str) -> list[str]:
 
 def is_blank(sql: str) -> bool:
     """True for text with no statement: only spaces and comments."""
-    return all(kind in ("space", "line_comment", "block_comment") for kind, _, _ in _tokens(sql))
+    if not sql.strip():
+        return True
+    if "--" not in sql and "/*" not in sql:
+        return False
+    return all(kind in _INSIGNIFICANT for kind, _, _ in _tokens(sql))
 
 
 def first_word(sql: str) -> str:
@@ -220,28 +247,29 @@ def normalize(sql: str) -> Normalized | None:
     """The statement's shape and its data literals, or None when it is not normalised
     (not a query or DML, it has parameters of its own, or too many literals)."""
     tokens = _tokens(sql)
-    words = [t for t in tokens if t[0] not in ("space", "line_comment", "block_comment")]
-    if not words or words[0][0] != "word" or words[0][1].lower() not in NORMALIZED_FIRST_WORDS:
+    significant = [i for i, t in enumerate(tokens) if t[0] not in _INSIGNIFICANT]
+    if not significant:
+        return None
+    first = tokens[significant[0]]
+    if first[0] != "word" or first[1].lower() not in NORMALIZED_FIRST_WORDS:
         return None
     parts: list[str] = []
     values: list[int | float | str] = []
     kinds: list[str] = []
     previous: tuple[str, str, int] | None = None
-    index_of = {id(t): i for i, t in enumerate(words)}
+    position = 0  # in significant
     for token in tokens:
         kind, text, _ = token
-        if kind in ("space", "line_comment", "block_comment"):
+        if kind in _INSIGNIFICANT:
             parts.append(" " if kind != "space" or parts else "")
             continue
         if kind == "param":
             return None  # the client's own parameters: prepared by the client, not here
+        position += 1
         if kind in ("string", "estring", "number"):
-            position = index_of[id(token)]
-            after = words[position + 1] if position + 1 < len(words) else None
-            before_ok = previous is None or previous[0] in ("other", "cast") or (
+            after = tokens[significant[position]] if position < len(significant) else None
+            before_ok = previous is None or previous[0] == "other" or (
                 previous[0] == "word" and previous[1].lower() in _DATA_BEFORE)
-            if previous is not None and previous[0] == "cast":
-                before_ok = False
             if before_ok and not (after is not None and after[0] == "cast"):
                 if len(values) >= LITERALS_MAX:
                     return None
