@@ -154,3 +154,52 @@ def test_scram_sha_256_lets_the_right_password_in_and_keeps_a_wrong_one_out(
     assert 'password authentication failed for user "postgres"' in wrong.stderr
     missing = psql(address, "SELECT 1")
     assert missing.returncode != 0
+
+
+def test_roles_log_in_with_their_own_passwords_on_the_writer_and_a_reader(
+        storage_nodes: list[NodeProcess], instances: list[InstanceProcess],
+        tmp_path: Path, volume: Path) -> None:
+    """CREATE ROLE ... LOGIN PASSWORD keeps a SCRAM secret in the database, so every
+    instance, a reader too, authenticates the role from the shared volume."""
+    writer = InstanceProcess("pg-roles", "az1", volume, tmp_path / "instances" / "w",
+                             tmp_path / "logs" / "w.log",
+                             extra_args=("--pg-listen", "127.0.0.1:0", "--pg-password", "m"))
+    instances.append(writer)
+    writer.start()
+    address = writer.ready["pg_address"]
+    made = psql(address, "CREATE ROLE app WITH LOGIN PASSWORD 'app-pw'",
+                "CREATE ROLE nologin PASSWORD 'x'", "CREATE USER old PASSWORD 'old-pw'",
+                "ALTER USER old WITH PASSWORD 'new-pw'", password="m")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.split() == ["CREATE", "ROLE"] * 3 + ["ALTER", "ROLE"]
+
+    def as_user(user: str, password: str, at: str = address) -> subprocess.CompletedProcess[str]:
+        host, _, port = at.rpartition(":")
+        env = {**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}
+        return subprocess.run(["psql", "-X", "-A", "-t", f"host={host} port={port} "
+                               f"user={user} dbname=postgres", "-c", "SELECT current_user"],
+                              capture_output=True, text=True, timeout=30, env=env,
+                              stdin=subprocess.DEVNULL)
+
+    ok = as_user("app", "app-pw")
+    assert ok.returncode == 0 and ok.stdout.strip() == "app", ok.stderr
+    assert 'password authentication failed for user "app"' in as_user("app", "no").stderr
+    assert "not permitted to log in" in as_user("nologin", "x").stderr
+    assert as_user("old", "new-pw").returncode == 0
+    assert as_user("old", "old-pw").returncode != 0
+    assert 'role "ghost" does not exist' in as_user("ghost", "x").stderr
+
+    reader = InstanceProcess("pg-roles-r", "az2", volume, tmp_path / "instances" / "r",
+                             tmp_path / "logs" / "r.log", role="reader",
+                             extra_args=("--writer", writer.address, "--pg-listen",
+                                         "127.0.0.1:0", "--pg-password", "m"))
+    instances.append(reader)
+    reader.start()
+    on_reader = as_user("app", "app-pw", reader.ready["pg_address"])
+    assert on_reader.returncode == 0 and on_reader.stdout.strip() == "app", on_reader.stderr
+
+    refused = psql(address, "GRANT SELECT ON t TO app", "ALTER ROLE app NOSUPERUSER",
+                   "DROP ROLE app", password="m")
+    assert refused.stderr.count("not supported by Borealis") == 2, refused.stderr
+    assert refused.stdout.split() == ["DROP", "ROLE"]
+    assert as_user("app", "app-pw").returncode != 0

@@ -1,7 +1,7 @@
 """SCRAM-SHA-256 password authentication, the server's side (RFC 5802, RFC 7677), sans-I/O.
 
 As PostgreSQL does it: the mechanism is offered as ``SCRAM-SHA-256`` only (channel binding,
-``-PLUS``, needs TLS, which comes later); the user name inside the client's first message is
+``-PLUS``, is not offered); the user name inside the client's first message is
 ignored (PostgreSQL takes the startup packet's); the password is never kept, only the salted
 keys (``ScramSecret``), computed once.
 
@@ -53,6 +53,33 @@ class ScramSecret:
         client_key = _hmac(salted, b"Client Key")
         return cls(salt, iterations, hashlib.sha256(client_key).digest(),
                    _hmac(salted, b"Server Key"))
+
+
+    def encode(self) -> str:
+        """PostgreSQL's stored form (``pg_authid.rolpassword``):
+        ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>``, base64."""
+        b64 = base64.b64encode
+        return (f"{MECHANISM}${self.iterations}:{b64(self.salt).decode()}$"
+                f"{b64(self.stored_key).decode()}:{b64(self.server_key).decode()}")
+
+    @classmethod
+    def decode(cls, text: str) -> ScramSecret:
+        """The stored form back (also what ``CREATE ROLE ... PASSWORD 'SCRAM-SHA-256$...'``
+        from a dump carries); ValueError when it is not one."""
+        try:
+            mechanism, rest = text.split("$", 1)
+            head, keys = rest.split("$", 1)
+            iterations_text, salt = head.split(":", 1)
+            stored, server = keys.split(":", 1)
+            secret = cls(base64.b64decode(salt, validate=True), int(iterations_text),
+                         base64.b64decode(stored, validate=True),
+                         base64.b64decode(server, validate=True))
+        except (ValueError, binascii.Error):
+            raise ValueError("not a SCRAM-SHA-256 secret") from None
+        if mechanism != MECHANISM or secret.iterations < 1 or len(secret.stored_key) != 32 \
+                or len(secret.server_key) != 32:
+            raise ValueError("not a SCRAM-SHA-256 secret")
+        return secret
 
 
 def _hmac(key: bytes, message: bytes) -> bytes:

@@ -41,9 +41,9 @@ import apsw
 
 from borealis.engine.database import Database, Result, Session
 from borealis.errors import BorealisError, ConfigError, ReadOnlyError
+from borealis.protocol.postgres import catalog, roles, sqltext
 from borealis.protocol.postgres import copy as pgcopy
 from borealis.protocol.postgres import schema as pgschema
-from borealis.protocol.postgres import sqltext
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.backend import (
     AuthenticationOk,
@@ -178,6 +178,7 @@ class Prepared:
     statement: Statement
     param_types: tuple[int, ...]
     result: list[tuple[str, int, int]] | None = None  # described columns: name, oid, typmod
+    role: roles.RoleStatement | None = None  # CREATE/ALTER/DROP ROLE: not SQLite's
 
 
 @dataclass
@@ -455,34 +456,44 @@ class _Connection(asyncio.Protocol):
         return True
 
     async def _begin_startup(self, message: StartupMessage) -> bool:
+        """Check the startup message, then authenticate: the master user against the
+        instance's password, any other role against its stored secret (which needs a
+        session to read, so the session is opened first); without a password, trust."""
         self.startup = message
         if self.server.tls_required and not self.encrypted:
-            self._send(ErrorResponse(
-                severity=Severity.FATAL, code="28000",
-                message="connections without TLS are refused: connect with sslmode=require"
-                ).encode())
-            return False
-        user = message.user or ""
-        database = message.database or user
+            return self._fatal("28000", "connections without TLS are refused: connect with "
+                               "sslmode=require")
+        user = message.user
         if self.server.active_sessions >= self.server.connections_max:
-            self._send(ErrorResponse(severity=Severity.FATAL, code="53300",
-                                     message="sorry, too many clients already").encode())
-            return False
+            return self._fatal("53300", "sorry, too many clients already")
+        if message.database != self.server.database_name:
+            return self._fatal("3D000", f'database "{message.database}" does not exist')
+        secret = self.server.secret
         if user != self.server.user:
-            self._send(ErrorResponse(
-                severity=Severity.FATAL, code="28000",
-                message=f'role "{user}" does not exist'.replace("\x00", "")).encode())
-            return False
-        if database != self.server.database_name:
-            self._send(ErrorResponse(
-                severity=Severity.FATAL, code="3D000",
-                message=f'database "{database}" does not exist'.replace("\x00", "")).encode())
-            return False
-        if self.server.secret is None:
+            if not await self._open_session(message):
+                return False
+            assert self.session is not None
+            role = await self.session.call(lambda c: roles.lookup(c, user))
+            if role is None:
+                return self._fatal("28000", f'role "{user}" does not exist')
+            if not role.can_login:
+                return self._fatal("28000", f'role "{user}" is not permitted to log in')
+            if secret is not None:
+                if role.secret is None:
+                    log.info("authentication failed user=%s: the role has no password", user)
+                    return self._fatal("28P01",
+                                       f'password authentication failed for user "{user}"')
+                secret = role.secret
+        if secret is None:
             return await self._startup(message)
-        self.scram = ScramExchange(self.server.secret)
+        self.scram = ScramExchange(secret)
         self._send(AuthenticationSASL((MECHANISM,)).encode())
         return True
+
+    def _fatal(self, code: str, message: str) -> bool:
+        self._send(ErrorResponse(severity=Severity.FATAL, code=code,
+                                 message=message.replace("\x00", "")).encode())
+        return False
 
     async def _authenticate(self, message: Any) -> bool:
         """The SCRAM exchange: client-first, then client-final."""
@@ -501,22 +512,21 @@ class _Connection(asyncio.Protocol):
             final = self.scram.client_final(parse_sasl_response(message).data)
         except ScramError as exc:
             log.info("authentication failed user=%s: %s", self.startup.user, exc)
-            self._send(ErrorResponse(
-                severity=Severity.FATAL, code="28P01",
-                message=f'password authentication failed for user "{self.startup.user}"'
-                .replace("\x00", "")).encode())
-            return False
+            return self._fatal(
+                "28P01", f'password authentication failed for user "{self.startup.user}"')
         self.scram = None
         self._send(AuthenticationSASLFinal(final).encode())
         return await self._startup(self.startup)
 
-    async def _startup(self, message: StartupMessage) -> bool:
+    async def _open_session(self, message: StartupMessage) -> bool:
+        """The engine session for this connection, with its SQL state, functions and
+        catalog; False (the connection ends) when it cannot be had."""
+        if self.session is not None:
+            return True
         database = self.server._database()
         if database is None:
-            self._send(ErrorResponse(severity=Severity.FATAL, code="57P03",
-                                     message="the database system is starting up").encode())
-            return False
-        user = message.user or self.server.user
+            return self._fatal("57P03", "the database system is starting up")
+        user = message.user
         self.sql = SqlSession(user=user, database=self.server.database_name,
                               application_name=message.application_name or "",
                               read_only=database.reader)
@@ -533,30 +543,36 @@ class _Connection(asyncio.Protocol):
                 return False
         self.sql.take_changes()
         sql = self.sql
-        catalog_install = _catalog_installer(user, self.server.database_name,
-                                             in_recovery=database.reader)
+        self.key = self.server.new_key(self)
+        process_id = self.key[0]
+        in_recovery = database.reader
 
         def setup(conn: apsw.Connection) -> None:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA case_sensitive_like=ON")
             sql.register(conn)
-            if catalog_install is not None:
-                catalog_install(conn)
+            catalog.install(conn, database=sql.database, user=sql.user,
+                            in_recovery=in_recovery, backend_pid=process_id,
+                            settings=sql.settings)
 
         try:
             self.session = await database.session(setup)
         except BorealisError as exc:
-            self._send(ErrorResponse(severity=Severity.FATAL, code="53300",
-                                     message=str(exc).replace("\x00", "")).encode())
+            return self._fatal(getattr(exc, "sqlstate", None) or "53300", str(exc))
+        return True
+
+    async def _startup(self, message: StartupMessage) -> bool:
+        """Authenticated: AuthenticationOk, the parameters, the cancel key, ready."""
+        if not await self._open_session(message):
             return False
-        self.key = self.server.new_key(self)
+        assert self.sql is not None and self.key is not None
         out = [AuthenticationOk().encode()]
         for name in _REPORTED_AT_STARTUP:
             value = self.sql.get(name) or ""
             if name == "is_superuser":
                 value = "on"
             out.append(ParameterStatus(DISPLAY_NAMES.get(name, name), value).encode())
-        out.append(ParameterStatus("session_authorization", user).encode())
+        out.append(ParameterStatus("session_authorization", message.user).encode())
         out.append(BackendKeyData(*self.key).encode())
         self._send(b"".join(out))
         self._ready()
@@ -768,6 +784,28 @@ class _Connection(asyncio.Protocol):
                 await self._rollback_quietly()
             raise
 
+    async def _role(self, statement: roles.RoleStatement) -> None:
+        """CREATE/ALTER/DROP ROLE, in the block's transaction or one of its own."""
+        assert self.session is not None
+        if self.failed:
+            raise TranslationError("current transaction is aborted, commands ignored until "
+                                   "end of transaction block", "25P02")
+        if self.read_only_block or self.session.db.reader:
+            raise ReadOnlyError(f"cannot execute {statement.tag} in a read-only transaction")
+        await self._open(write=True)
+        own = not self.in_block
+        if own:
+            await self._sqlite("BEGIN IMMEDIATE")
+        try:
+            master = self.server.user
+            await self.session.call(lambda c: roles.run(c, statement, master=master))
+            if own:
+                await self._sqlite("COMMIT")
+        except BaseException:
+            if own:
+                await self._rollback_quietly()
+            raise
+
     async def _sequence_op(self, action: SequenceOp) -> None:
         assert self.session is not None
         op, args = action.op, action.args
@@ -847,6 +885,11 @@ class _Connection(asyncio.Protocol):
     async def _simple_statement(self, sql: str) -> bool:
         """Run one statement of a simple Query; False stops the rest (an error)."""
         try:
+            role = _role_statement(sql)
+            if role is not None:
+                await self._role(role)
+                self._send(CommandComplete(role.tag).encode())
+                return True
             statement, params = self.server.translator.translate_simple(sql)
             if statement.kind is Kind.COPY:
                 assert isinstance(statement.action, CopyAction)
@@ -892,6 +935,13 @@ class _Connection(asyncio.Protocol):
             raise TranslationError("cannot insert multiple commands into a prepared statement",
                                    "42601")
         sql = statements[0] if statements else ""
+        role = _role_statement(sql)
+        if role is not None:
+            self.prepared[message.statement] = Prepared(
+                sql, Statement(Kind.UTILITY, role.tag), tuple(message.parameter_types),
+                role=role)
+            self._send(ParseComplete().encode())
+            return
         statement = self.server.translator.translate(sql)
         declared = tuple(message.parameter_types)
         hints = statement.param_hints + tuple(
@@ -988,6 +1038,11 @@ class _Connection(asyncio.Protocol):
         if portal.rows is None and not portal.done:
             if statement.kind is Kind.EMPTY:
                 self._send(EmptyQueryResponse().encode())
+                return
+            if portal.prepared.role is not None:
+                await self._role(portal.prepared.role)
+                portal.done = True
+                self._send(CommandComplete(portal.prepared.role.tag).encode())
                 return
             if not self.in_block and not self.batch.implicit and (
                     (statement.kind is Kind.QUERY and self._execute_follows())
@@ -1172,23 +1227,15 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _catalog_installer(user: str, database: str, *, in_recovery: bool
-                       ) -> Callable[[apsw.Connection], None] | None:
-    try:
-        from borealis.protocol.postgres import catalog
-    except ImportError:  # the catalog is optional while it is being built
-        return None
-    install = getattr(catalog, "install", None)
-    if install is None:
-        return None
+_ROLE_WORDS = ("create", "alter", "drop", "grant", "revoke")
 
-    def run(conn: apsw.Connection) -> None:
-        try:
-            install(conn, database=database, user=user, in_recovery=in_recovery)
-        except TypeError:
-            install(conn, database=database, user=user)
 
-    return run
+def _role_statement(sql: str) -> roles.RoleStatement | None:
+    """The role statement ``sql`` is (None for any other): GRANT and REVOKE raise."""
+    head = sql.lstrip()[:6].lower()
+    if not head.startswith(_ROLE_WORDS):
+        return None
+    return roles.parse(sql)
 
 
 def _size(oid: int) -> int:
