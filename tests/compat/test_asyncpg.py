@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from conftest import Cluster
+from compat_cluster import Cluster
 
 
 def run(cluster: Cluster, body: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import Cluster
+from compat_cluster import Cluster
 
 pytestmark = pytest.mark.skipif(shutil.which("pgbench") is None,
                                 reason="pgbench is not installed")

@@ -13,7 +13,7 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import Cluster
+from compat_cluster import Cluster
 from psycopg import errors, sql
 
 
