@@ -120,6 +120,20 @@ def test_cancel_stops_a_running_statement(cluster: Cluster) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_statement_timeout_cancels_a_long_statement(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = '300ms'")
+        started = time.monotonic()
+        with pytest.raises(errors.QueryCanceled, match="statement timeout"):
+            conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+                         "SELECT count(*) FROM n")
+        assert time.monotonic() - started < 10
+        conn.execute("SET statement_timeout = 0")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(errors.InvalidParameterValue):
+            conn.execute("SET statement_timeout = 'soon'")
+
+
 def test_the_reader_refuses_writes_with_25006(cluster: Cluster) -> None:
     with connect(cluster, autocommit=True) as conn:
         conn.execute("CREATE TABLE pc_replicated (id integer PRIMARY KEY)")

@@ -21,13 +21,15 @@ which owns the socket, the startup and authentication).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from borealis.engine.database import Result, Session
-from borealis.errors import BorealisError, ReadOnlyError
+from borealis.errors import BorealisError, ReadOnlyError, SqlError
 from borealis.protocol.postgres import copy as pgcopy
 from borealis.protocol.postgres import roles, sqltext
 from borealis.protocol.postgres import schema as pgschema
@@ -228,13 +230,33 @@ class QueryProtocol:
             await self._sqlite("BEGIN IMMEDIATE" if write else "BEGIN")
 
     async def _sqlite(self, sql: str, params: Any = None) -> Result:
+        """Run SQLite SQL in the session, bounded by the session's statement_timeout."""
         assert self.session is not None and self.sql is not None
         self.sql.begin_statement(self.in_block)
+        timeout_ms = duration_ms(self.sql.get("statement_timeout") or "0")
+        timer = None
+        expired = False
+        if timeout_ms > 0:
+            session = self.session
+
+            def expire() -> None:
+                nonlocal expired
+                expired = True
+                session.interrupt()
+
+            timer = asyncio.get_running_loop().call_later(timeout_ms / 1000, expire)
         self.running = True
         try:
             return await self.session.execute(sql, params)
+        except SqlError as exc:
+            if expired and exc.sqlstate == "57014":
+                raise SqlError("canceling statement due to statement timeout",
+                               "57014") from None
+            raise
         finally:
             self.running = False
+            if timer is not None:
+                timer.cancel()
 
     def _after_error(self) -> None:
         """A statement failed: a transaction block (explicit or implicit) is now failed."""
@@ -341,6 +363,8 @@ class QueryProtocol:
             return None, [], "ROLLBACK" if rolled_back else statement.tag, notices
         if kind is Kind.SET:
             if isinstance(statement.action, SetAction):
+                if statement.action.name in _TIME_SETTINGS and statement.action.value:
+                    duration_ms(statement.action.value)  # refused now, not at the next run
                 self.sql.set(statement.action.name, statement.action.value,
                              local=statement.action.local, in_transaction=self.in_block)
                 self._report_settings()
@@ -836,6 +860,20 @@ class QueryProtocol:
         if own:
             await self._sqlite("COMMIT")
         self._send(CommandComplete(f"COPY {total}").encode())
+
+
+_TIME_SETTINGS = frozenset({"statement_timeout"})
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$", re.I)
+_DURATION_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000,
+                "d": 86_400_000}
+
+
+def duration_ms(text: str) -> float:
+    """A time setting (statement_timeout) in milliseconds: '0', '500', '5s', '1min'."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise SqlError(f'invalid value for a time parameter: "{text}"', "22023")
+    return float(match.group(1)) * _DURATION_MS[(match.group(2) or "ms").lower()]
 
 
 def _quote(name: str) -> str:
