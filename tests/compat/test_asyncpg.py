@@ -83,6 +83,21 @@ def test_executemany_and_transactions(cluster: Cluster) -> None:
     run(cluster, body)
 
 
+def test_cursors_prefetch_through_portals(cluster: Cluster) -> None:
+    async def body(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE ap_cursor (i integer)")
+        await conn.executemany("INSERT INTO ap_cursor VALUES ($1)", [(i,) for i in range(30)])
+        async with conn.transaction():
+            seen = [r["i"] async for r in conn.cursor(
+                "SELECT i FROM ap_cursor WHERE i < $1 ORDER BY i", 25, prefetch=7)]
+            assert seen == list(range(25))
+            cursor = await conn.cursor("SELECT i FROM ap_cursor ORDER BY i")
+            assert [r["i"] for r in await cursor.fetch(4)] == [0, 1, 2, 3]
+            assert (await cursor.fetchrow())["i"] == 4
+
+    run(cluster, body)
+
+
 def test_copy_records_to_table(cluster: Cluster) -> None:
     async def body(conn: asyncpg.Connection) -> None:
         await conn.execute("CREATE TABLE ap_copy (id integer, name text, at timestamptz)")

@@ -120,6 +120,26 @@ def test_cancel_stops_a_running_statement(cluster: Cluster) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_server_side_cursors_fetch_forward(cluster: Cluster) -> None:
+    with connect(cluster) as conn:
+        conn.execute("CREATE TABLE pc_cursor (i integer)")
+        with conn.cursor() as cursor:
+            cursor.executemany("INSERT INTO pc_cursor VALUES (%s)", [(i,) for i in range(25)])
+        conn.commit()
+        with conn.cursor(name="walk") as named:  # DECLARE ... CURSOR, then FETCH
+            named.itersize = 10
+            named.execute("SELECT i, i * 2 FROM pc_cursor WHERE i >= %s ORDER BY i", (5,))
+            assert named.fetchone() == (5, 10)
+            assert named.fetchmany(3) == [(6, 12), (7, 14), (8, 16)]
+            assert [row[0] for row in named] == list(range(9, 25))
+        conn.commit()
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("DECLARE back SCROLL CURSOR FOR SELECT 1")
+        conn.rollback()
+        with pytest.raises(errors.InvalidCursorName):
+            conn.execute("FETCH 1 FROM nowhere")
+
+
 def test_statement_timeout_cancels_a_long_statement(cluster: Cluster) -> None:
     with connect(cluster, autocommit=True) as conn:
         conn.execute("SET statement_timeout = '300ms'")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from borealis.engine.database import Result, Session
 from borealis.errors import BorealisError, ReadOnlyError, SqlError
 from borealis.protocol.postgres import copy as pgcopy
-from borealis.protocol.postgres import roles, sqltext
+from borealis.protocol.postgres import cursors, roles, sqltext
 from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.backend import (
@@ -133,6 +133,7 @@ class Prepared:
     param_types: tuple[int, ...]
     result: list[tuple[str, int, int]] | None = None  # described columns: name, oid, typmod
     role: roles.RoleStatement | None = None  # CREATE/ALTER/DROP ROLE: not SQLite's
+    cursor: cursors.CursorStatement | None = None  # DECLARE/FETCH/MOVE/CLOSE
 
 
 @dataclass
@@ -148,6 +149,8 @@ class Portal:
     sent: int = 0
     done: bool = False
     tag: str = ""
+    cursor: bool = False  # a DECLAREd cursor (FETCH takes its rows)
+    hold: bool = False    # WITH HOLD: it outlives its transaction
 
 
 @dataclass
@@ -265,6 +268,7 @@ class QueryProtocol:
 
     async def _end(self, *, commit: bool) -> None:
         """End the block: COMMIT (its errors propagate, after a rollback) or ROLLBACK."""
+        self.portals = {name: p for name, p in self.portals.items() if p.hold}
         self.pending_begin = False
         self.read_only_block = False
         try:
@@ -297,8 +301,9 @@ class QueryProtocol:
                 await self._end(commit=True)
             except BorealisError as exc:
                 self._send(_error(exc))
+        # portals end with their transaction, but for cursors declared WITH HOLD
         self.portals = {name: p for name, p in self.portals.items()
-                        if name and self.in_block}  # portals end with their transaction
+                        if p.hold or (name and self.in_block)}
         self._ready()
 
     async def _transaction(self, action: TransactionAction) -> list[bytes]:
@@ -529,6 +534,11 @@ class QueryProtocol:
                 await self._role(role)
                 self._send(CommandComplete(role.tag).encode())
                 return True
+            cursor = _cursor_statement(sql)
+            if cursor is not None:
+                columns, rows, tag = await self._cursor(cursor, (), None)
+                self._send_rows(columns, rows, tag)
+                return True
             statement, params = self.server.translator.translate_simple(sql)
             if statement.kind is Kind.COPY:
                 assert isinstance(statement.action, CopyAction)
@@ -581,7 +591,16 @@ class QueryProtocol:
                 role=role)
             self._send(ParseComplete().encode())
             return
-        statement = self.server.translator.translate(sql)
+        cursor = _cursor_statement(sql)
+        if isinstance(cursor, cursors.Fetch | cursors.CloseCursor | cursors.Deallocate):
+            kind = Kind.QUERY if isinstance(cursor, cursors.Fetch) and not cursor.move \
+                else Kind.UTILITY
+            self.prepared[message.statement] = Prepared(
+                sql, Statement(kind, "FETCH"), tuple(message.parameter_types), cursor=cursor)
+            self._send(ParseComplete().encode())
+            return
+        statement = self.server.translator.translate(
+            cursor.query if isinstance(cursor, cursors.Declare) else sql)
         declared = tuple(message.parameter_types)
         hints = statement.param_hints + tuple(
             ParamHint() for _ in range(len(declared) - statement.param_count))
@@ -593,7 +612,8 @@ class QueryProtocol:
         for oid in param_types:
             if oid not in pgtypes.BY_OID:
                 raise TranslationError(f"type with OID {oid} is not supported", "0A000")
-        self.prepared[message.statement] = Prepared(sql, statement, tuple(param_types))
+        self.prepared[message.statement] = Prepared(sql, statement, tuple(param_types),
+                                                    cursor=cursor)
         self._send(ParseComplete().encode())
 
     async def _bind(self, message: Bind) -> None:
@@ -638,13 +658,18 @@ class QueryProtocol:
         portal = self.portals.get(message.name)
         if portal is None:
             raise TranslationError(f'portal "{message.name}" does not exist', "34000")
-        columns = await self._describe_columns(portal.prepared)
+        columns = portal.columns if portal.cursor else await self._describe_columns(
+            portal.prepared)  # a DECLAREd cursor ran: its types are known from its rows
         portal.columns = columns
         self._send(self._row_description(columns, portal.result_formats) if columns is not None
                    else NoData().encode())
 
     async def _describe_columns(self, prepared: Prepared) -> list[tuple[str, int, int]] | None:
         statement = prepared.statement
+        if isinstance(prepared.cursor, cursors.Fetch) and not prepared.cursor.move:
+            return self._cursor_portal(prepared.cursor.name).columns
+        if prepared.cursor is not None:
+            return None
         if statement.kind is Kind.SHOW:
             name = statement.columns[0].name if statement.columns else "setting"
             return [(name, OID_TEXT, -1)]
@@ -683,6 +708,14 @@ class QueryProtocol:
                 portal.done = True
                 self._send(CommandComplete(portal.prepared.role.tag).encode())
                 return
+            if portal.prepared.cursor is not None:
+                columns, rows, tag = await self._cursor(portal.prepared.cursor, portal.params,
+                                                        portal)
+                if portal.columns is None:
+                    portal.columns = columns
+                portal.rows = deque(rows)
+                portal.tag = tag
+                statement = Statement(Kind.UTILITY, tag)
             if not self.in_block and not self.batch.implicit and (
                     (statement.kind is Kind.QUERY and self._execute_follows())
                     or statement.kind is Kind.DML
@@ -730,6 +763,76 @@ class QueryProtocol:
             if statement.kind is Kind.QUERY and statement.tag == "SELECT":
                 tag = f"SELECT {portal.sent}"
             out.append(CommandComplete(tag).encode())
+        self._send(b"".join(out))
+
+    # -- SQL cursors ----------------------------------------------------------------
+    def _cursor_portal(self, name: str) -> Portal:
+        portal = self.portals.get(name)
+        if portal is None or not portal.cursor:
+            raise TranslationError(f'cursor "{name}" does not exist', "34000")
+        return portal
+
+    async def _cursor(self, statement: cursors.CursorStatement, params: tuple[Any, ...],
+                      via: Portal | None) -> tuple[list[tuple[str, int, int]] | None,
+                                                   list[tuple[Any, ...]], str]:
+        """DECLARE, FETCH, MOVE or CLOSE: (columns, rows, command tag)."""
+        if isinstance(statement, cursors.Declare):
+            if not self.in_block and not statement.hold:
+                raise TranslationError("DECLARE CURSOR can only be used in transaction blocks",
+                                       "25P01")
+            if statement.name in self.portals:
+                raise TranslationError(f'cursor "{statement.name}" already exists', "42P03")
+            query = via.prepared.statement if via is not None else \
+                self.server.translator.translate(statement.query)
+            if query.kind is not Kind.QUERY:
+                raise TranslationError("DECLARE CURSOR must be given a query (SELECT, VALUES "
+                                       "or a statement with RETURNING)", "42601")
+            columns, rows, _, _ = await self._run_statement(query, params)
+            self.portals[statement.name] = Portal(
+                Prepared(statement.query, query, ()), params,
+                (Format.BINARY,) if statement.binary else (), rows=deque(rows),
+                columns=columns, tag="SELECT", cursor=True, hold=statement.hold)
+            return None, [], "DECLARE CURSOR"
+        if isinstance(statement, cursors.Deallocate):
+            if statement.name is None:
+                unnamed = self.prepared.get("")
+                self.prepared = {"": unnamed} if unnamed is not None else {}
+                return None, [], "DEALLOCATE ALL"
+            if statement.name not in self.prepared:
+                raise TranslationError(f'prepared statement "{statement.name}" does not exist',
+                                       "26000")
+            del self.prepared[statement.name]
+            return None, [], "DEALLOCATE"
+        if isinstance(statement, cursors.Fetch):
+            portal = self._cursor_portal(statement.name)
+            assert portal.rows is not None
+            take = len(portal.rows) if statement.count is None else min(
+                statement.count, len(portal.rows))
+            rows = [portal.rows.popleft() for _ in range(take)]
+            if statement.move:
+                return None, [], f"MOVE {take}"
+            return portal.columns, rows, f"FETCH {take}"
+        if statement.name is None:
+            for name in [n for n, p in self.portals.items() if p.cursor]:
+                del self.portals[name]
+        else:
+            self._cursor_portal(statement.name)
+            del self.portals[statement.name]
+        return None, [], "CLOSE CURSOR"
+
+    def _send_rows(self, columns: list[tuple[str, int, int]] | None,
+                   rows: list[tuple[Any, ...]], tag: str) -> None:
+        """A simple-protocol result: RowDescription, DataRows (text), CommandComplete."""
+        out: list[bytes] = []
+        if columns is not None:
+            out.append(encode_row_description(
+                [FieldDescription(name=n.replace("\x00", ""), type_oid=oid,
+                                  type_modifier=typmod, type_size=_size(oid))
+                 for n, oid, typmod in columns]))
+            types = [pgtypes.BY_OID.get(oid) for _, oid, _ in columns]
+            out += [encode_data_row([_text(t, v) for t, v in zip(types, row, strict=True)])
+                    for row in rows]
+        out.append(CommandComplete(tag).encode())
         self._send(b"".join(out))
 
     def _close(self, message: Close) -> None:
@@ -881,6 +984,16 @@ def _quote(name: str) -> str:
 
 
 _ROLE_WORDS = ("create", "alter", "drop", "grant", "revoke")
+
+
+_CURSOR_WORDS = ("declare", "fetch", "move", "close", "dealloc")
+
+
+def _cursor_statement(sql: str) -> cursors.CursorStatement | None:
+    head = sql.lstrip()[:10].lower()
+    if not head.startswith(_CURSOR_WORDS):
+        return None
+    return cursors.parse(sql)
 
 
 def _role_statement(sql: str) -> roles.RoleStatement | None:
