@@ -22,6 +22,7 @@ which owns the socket, the startup and authentication).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections import deque
@@ -971,8 +972,11 @@ _DURATION_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000,
                 "d": 86_400_000}
 
 
+@functools.lru_cache(maxsize=64)
 def duration_ms(text: str) -> float:
     """A time setting (statement_timeout) in milliseconds: '0', '500', '5s', '1min'."""
+    if text == "0":
+        return 0.0
     match = _DURATION.match(text)
     if match is None:
         raise SqlError(f'invalid value for a time parameter: "{text}"', "22023")
