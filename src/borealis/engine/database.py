@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import re
@@ -304,7 +305,7 @@ class Session:
             # Writers queue here, first come first served, rather than in SQLite's busy
             # handler: there every release woke every waiting thread, and their fight for
             # the GIL slowed the one holding the lock (bench/engine.py, 8 sessions).
-            await self.db.write_turn.acquire()
+            await self._acquire_turn()
             self._holds_turn = True
         try:
             result, wait_for, in_transaction = await loop.run_in_executor(
@@ -374,6 +375,32 @@ class Session:
                 raise sql_error(exc) from None
 
         return await loop.run_in_executor(self._executor, run)
+
+    async def _acquire_turn(self) -> None:
+        """The write turn, waited for no longer than the lock timeout (a session whose
+        client went away mid-transaction must not stall every writer forever)."""
+        turn = self.db.write_turn
+        task = asyncio.ensure_future(turn.acquire())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.db.lock_timeout_s)
+        except asyncio.CancelledError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                if await task:
+                    turn.release()
+            raise
+        if task in done:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            turn.release()  # acquired just as the wait gave up: give it back
+        self.db.stats.lock_timeouts += 1
+        raise LockTimeoutError(
+            f"the write lock was not free within {self.db.lock_timeout_s} s")
 
     def _release_turn(self) -> None:
         if self._holds_turn and (self._conn is None or self._conn.getautocommit()):

@@ -262,6 +262,19 @@ class QueryProtocol:
             if timer is not None:
                 timer.cancel()
 
+    # Translation is CPU work on the event loop, cheap for what clients send (and a cache
+    # hit for what they repeat); a statement that could take sqlglot long (very large, or
+    # deeply nested) is translated in a worker thread so that other connections go on.
+    async def _translate(self, sql: str) -> Statement:
+        if _heavy(sql):
+            return await asyncio.to_thread(self.server.translator.translate, sql)
+        return self.server.translator.translate(sql)
+
+    async def _translate_simple(self, sql: str) -> tuple[Statement, tuple[Any, ...]]:
+        if _heavy(sql):
+            return await asyncio.to_thread(self.server.translator.translate_simple, sql)
+        return self.server.translator.translate_simple(sql)
+
     def _after_error(self) -> None:
         """A statement failed: a transaction block (explicit or implicit) is now failed."""
         if self.in_block:
@@ -540,7 +553,7 @@ class QueryProtocol:
                 columns, rows, tag = await self._cursor(cursor, (), None)
                 self._send_rows(columns, rows, tag)
                 return True
-            statement, params = self.server.translator.translate_simple(sql)
+            statement, params = await self._translate_simple(sql)
             if statement.kind is Kind.COPY:
                 assert isinstance(statement.action, CopyAction)
                 await self._copy(statement.action)
@@ -585,11 +598,14 @@ class QueryProtocol:
             raise TranslationError("cannot insert multiple commands into a prepared statement",
                                    "42601")
         sql = statements[0] if statements else ""
+        for oid in message.parameter_types:
+            if oid and oid not in pgtypes.BY_OID:
+                raise TranslationError(f"type with OID {oid} is not supported", "0A000")
         role = _role_statement(sql)
         if role is not None:
             self.prepared[message.statement] = Prepared(
-                sql, Statement(Kind.UTILITY, role.tag), tuple(message.parameter_types),
-                role=role)
+                sql, Statement(Kind.UTILITY, role.tag),
+                tuple(oid or OID_TEXT for oid in message.parameter_types), role=role)
             self._send(ParseComplete().encode())
             return
         cursor = _cursor_statement(sql)
@@ -597,10 +613,11 @@ class QueryProtocol:
             kind = Kind.QUERY if isinstance(cursor, cursors.Fetch) and not cursor.move \
                 else Kind.UTILITY
             self.prepared[message.statement] = Prepared(
-                sql, Statement(kind, "FETCH"), tuple(message.parameter_types), cursor=cursor)
+                sql, Statement(kind, "FETCH"),
+                tuple(oid or OID_TEXT for oid in message.parameter_types), cursor=cursor)
             self._send(ParseComplete().encode())
             return
-        statement = self.server.translator.translate(
+        statement = await self._translate(
             cursor.query if isinstance(cursor, cursors.Declare) else sql)
         declared = tuple(message.parameter_types)
         hints = statement.param_hints + tuple(
@@ -672,6 +689,9 @@ class QueryProtocol:
         if prepared.cursor is not None:
             return None
         if statement.kind is Kind.SHOW:
+            if isinstance(statement.action, ShowAction) and statement.action.name == "all":
+                return [("name", OID_TEXT, -1), ("setting", OID_TEXT, -1),
+                        ("description", OID_TEXT, -1)]
             name = statement.columns[0].name if statement.columns else "setting"
             return [(name, OID_TEXT, -1)]
         if statement.kind is not Kind.QUERY:
@@ -706,10 +726,9 @@ class QueryProtocol:
                 return
             if portal.prepared.role is not None:
                 await self._role(portal.prepared.role)
-                portal.done = True
-                self._send(CommandComplete(portal.prepared.role.tag).encode())
-                return
-            if portal.prepared.cursor is not None:
+                portal.rows = deque()
+                portal.tag = portal.prepared.role.tag
+            elif portal.prepared.cursor is not None:
                 columns, rows, tag = await self._cursor(portal.prepared.cursor, portal.params,
                                                         portal)
                 if portal.columns is None:
@@ -717,6 +736,7 @@ class QueryProtocol:
                 portal.rows = deque(rows)
                 portal.tag = tag
                 statement = Statement(Kind.UTILITY, tag)
+        if portal.rows is None and not portal.done:
             if not self.in_block and not self.batch.implicit and (
                     (statement.kind is Kind.QUERY and self._execute_follows())
                     or statement.kind is Kind.DML
@@ -735,7 +755,13 @@ class QueryProtocol:
             portal.rows = deque(rows)
             portal.tag = tag
         rows_left = portal.rows
-        assert rows_left is not None
+        if rows_left is None:
+            rows_left = portal.rows = deque()
+        if portal.columns is not None and rows_left and len(rows_left[0]) != len(
+                portal.columns):
+            # the schema changed between Describe and Execute (as PostgreSQL says it)
+            portal.rows = deque()
+            raise TranslationError("cached plan must not change result type", "0A000")
         limit = message.max_rows if message.max_rows > 0 else len(rows_left)
         out: list[bytes] = []
         if portal.columns is not None:
@@ -784,7 +810,7 @@ class QueryProtocol:
             if statement.name in self.portals:
                 raise TranslationError(f'cursor "{statement.name}" already exists', "42P03")
             query = via.prepared.statement if via is not None else \
-                self.server.translator.translate(statement.query)
+                await self._translate(statement.query)
             if query.kind is not Kind.QUERY:
                 raise TranslationError("DECLARE CURSOR must be given a query (SELECT, VALUES "
                                        "or a statement with RETURNING)", "42601")
@@ -926,6 +952,7 @@ class QueryProtocol:
             if message is None:  # the client went away mid-COPY
                 if own:
                     await self._rollback_quietly()
+                self.inbox.appendleft(None)  # the connection's loop must see the end too
                 return
             if isinstance(message, PgProtocolError):
                 raise message
@@ -988,6 +1015,16 @@ def _quote(name: str) -> str:
 
 
 _ROLE_WORDS = ("create", "alter", "drop", "grant", "revoke")
+
+
+HEAVY_SQL_CHARS = 4096
+HEAVY_SQL_NESTING = 32
+
+
+def _heavy(sql: str) -> bool:
+    """Whether translating ``sql`` might take long enough to stall the event loop."""
+    return (len(sql) > HEAVY_SQL_CHARS or sql.count("[") > HEAVY_SQL_NESTING // 8
+            or sql.count("(") > HEAVY_SQL_NESTING)
 
 
 _CURSOR_WORDS = ("declare", "fetch", "move", "close", "dealloc")

@@ -36,7 +36,7 @@ import apsw
 
 from borealis.engine.database import Database, Session
 from borealis.errors import BorealisError, ConfigError
-from borealis.protocol.postgres import catalog, roles
+from borealis.protocol.postgres import catalog, roles, sqltext
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.backend import (
     AuthenticationOk,
@@ -330,7 +330,7 @@ class _Connection(QueryProtocol, asyncio.Protocol):
                 raise PgProtocolError(f"{type(message).__name__} is not supported")
         except PgProtocolError:
             raise
-        except (BorealisError, pgtypes.PgValueError) as exc:
+        except (BorealisError, pgtypes.PgValueError, sqltext.SqlTextError) as exc:
             self._send(_error(exc))
             self._after_error()
             self.skip_to_sync = True
