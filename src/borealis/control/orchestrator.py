@@ -1,0 +1,173 @@
+"""Automatic failover, the loop around ``failover.plan``: observe, decide, act.
+
+- **Observe**: every ``check_interval_s`` each instance's ``status`` is asked for over its
+  control interface with a short timeout; an instance that answers is healthy (and says its
+  role and replica lag), one that does not keeps the time it last answered.
+- **Decide**: ``failover.plan`` on that ``ClusterView`` (pure).
+- **Act**: ``Promote`` calls the reader's ``promote`` (volume recovery raises the epoch,
+  so the old writer, if it is only paused, is fenced by storage); the roles are then
+  recorded, and the topology the endpoints route by (``router.proxy.Topology``) follows,
+  so the writer endpoint hands its held connections to the new writer. ``Follow`` for a
+  reader is logged: re-pointing a running reader at a new writer is not implemented yet
+  (a reader keeps following the address it was started with), so the other readers must
+  be restarted after a failover; issue 5 continues there.
+
+The loop holds no state the decision needs beyond what it observed; it can be restarted
+at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from borealis.control.failover import (
+    ClusterView,
+    Follow,
+    InstanceView,
+    NoCandidate,
+    Policy,
+    Promote,
+    Role,
+    plan,
+)
+from borealis.errors import BorealisError
+from borealis.router.proxy import Member
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 0.2
+CHECK_TIMEOUT_S = 0.5
+PROMOTE_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Managed:
+    """An instance the orchestrator watches: how to reach it and what it last knew."""
+
+    instance_id: str
+    control_address: str            # host:port of its control interface
+    pg_address: tuple[str, int]     # where it serves PostgreSQL
+    az: str
+    role: Role
+    promotion_tier: int = 1
+    healthy: bool = False
+    last_seen_s: float = 0.0
+    lag_ms: float | None = None
+
+
+@dataclass
+class FailoverEvent:
+    at_s: float
+    old_writer: str | None
+    new_writer: str
+    promote_s: float
+
+
+@dataclass
+class Orchestrator:
+    instances: list[Managed]
+    policy: Policy = field(default_factory=Policy)
+    check_interval_s: float = CHECK_INTERVAL_S
+    events: list[FailoverEvent] = field(default_factory=list)
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    # -- the topology the router reads ------------------------------------------------
+    def members(self) -> list[Member]:
+        return [Member(i.instance_id, i.pg_address, i.role.value, i.healthy)
+                for i in self.instances]
+
+    # -- observe --------------------------------------------------------------------------
+    async def _client(self, instance: Managed) -> Any:
+        from borealis.instance.remote import InstanceClient
+
+        client = self._clients.get(instance.instance_id)
+        if client is None:
+            client = await InstanceClient.connect(instance.control_address,
+                                                  timeout_s=CHECK_TIMEOUT_S)
+            self._clients[instance.instance_id] = client
+        return client
+
+    async def _check(self, instance: Managed, now_s: float) -> None:
+        try:
+            client = await self._client(instance)
+            status = await client.status(timeout_s=CHECK_TIMEOUT_S)
+        except (BorealisError, OSError, TimeoutError) as exc:
+            if instance.healthy:
+                log.warning("instance unreachable instance=%s: %s", instance.instance_id, exc)
+            instance.healthy = False
+            stale = self._clients.pop(instance.instance_id, None)
+            if stale is not None:
+                with contextlib.suppress(BorealisError, OSError):
+                    await stale.close()
+            return
+        instance.healthy = status.get("state") == "serving"
+        instance.last_seen_s = now_s
+        instance.role = Role.WRITER if status.get("role") == "writer" else Role.READER
+        lag = status.get("lag_ms")
+        instance.lag_ms = float(lag) if isinstance(lag, int | float) else None
+
+    async def observe(self) -> ClusterView:
+        now_s = time.monotonic()
+        await asyncio.gather(*(self._check(i, now_s) for i in self.instances))
+        writers = [i for i in self.instances if i.role is Role.WRITER]
+        if len(writers) > 1:
+            # A fenced old writer can still say "writer" until it notices: the one that
+            # answers as serving wins; the others are readers to the plan.
+            for extra in sorted(writers, key=lambda i: (not i.healthy, i.instance_id))[1:]:
+                extra.role = Role.READER
+                extra.healthy = False
+        return ClusterView(tuple(InstanceView(
+            i.instance_id, i.role, i.az, i.healthy, i.last_seen_s, i.lag_ms,
+            i.promotion_tier) for i in self.instances), now_s)
+
+    # -- decide and act -------------------------------------------------------------------
+    async def step(self, *, target: str | None = None) -> None:
+        view = await self.observe()
+        for action in plan(view, self.policy, target=target):
+            if isinstance(action, Promote):
+                await self._promote(view, action.instance_id)
+            elif isinstance(action, NoCandidate):
+                log.error("no failover possible: %s", action.reason)
+            elif isinstance(action, Follow):
+                log.info("instance=%s should follow writer=%s (re-pointing is not "
+                         "implemented: restart it with --writer)", action.instance_id,
+                         action.writer)
+
+    async def _promote(self, view: ClusterView, instance_id: str) -> None:
+        old = next((i.instance_id for i in view.instances if i.role is Role.WRITER), None)
+        chosen = next(i for i in self.instances if i.instance_id == instance_id)
+        log.warning("failing over old_writer=%s new_writer=%s", old, instance_id)
+        started = time.monotonic()
+        client = await self._client(chosen)
+        await client.rpc.call("promote", None, timeout_s=PROMOTE_TIMEOUT_S)
+        for instance in self.instances:
+            if instance.instance_id == instance_id:
+                instance.role = Role.WRITER
+                instance.healthy = True
+            elif instance.role is Role.WRITER:
+                instance.role = Role.READER
+                instance.healthy = False
+        elapsed = time.monotonic() - started
+        self.events.append(FailoverEvent(time.time(), old, instance_id, elapsed))
+        log.warning("failed over to new_writer=%s in %.3f s (promotion)", instance_id,
+                    elapsed)
+
+    async def run(self) -> None:
+        """Observe, decide and act until cancelled."""
+        while True:
+            try:
+                await self.step()
+            except (BorealisError, OSError) as exc:
+                log.warning("failover step failed: %s", exc)
+            await asyncio.sleep(self.check_interval_s)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            with contextlib.suppress(BorealisError, OSError):
+                await client.close()
+        self._clients.clear()
