@@ -22,7 +22,7 @@ from borealis.control.failover import (
     writer_failed,
 )
 
-POLICY = Policy(writer_dead_after_s=2.0)
+POLICY = Policy(writer_dead_after_s=2.0, writer_hung_after_s=8.0)
 
 
 def reader(name: str, *, tier: int = 1, lag: float | None = 1.0, healthy: bool = True,
@@ -30,8 +30,9 @@ def reader(name: str, *, tier: int = 1, lag: float | None = 1.0, healthy: bool =
     return InstanceView(name, Role.READER, "az1", healthy, 100.0, lag, tier, following)
 
 
-def writer(*, healthy: bool = True, last_seen: float = 100.0) -> InstanceView:
-    return InstanceView("w", Role.WRITER, "az1", healthy, last_seen)
+def writer(*, healthy: bool = True, last_seen: float = 100.0,
+           refused: bool = True) -> InstanceView:
+    return InstanceView("w", Role.WRITER, "az1", healthy, last_seen, refused=refused)
 
 
 def test_a_healthy_writer_is_left_alone() -> None:
@@ -48,6 +49,12 @@ def test_a_silent_writer_fails_over_only_after_the_grace_period() -> None:
     late = ClusterView((silent, reader("r1")), now_s=102.0)
     assert writer_failed(late, POLICY)
     assert plan(late, POLICY) == [Promote("r1"), Follow("w", "r1")]
+
+
+def test_a_writer_that_only_stops_answering_gets_a_longer_grace() -> None:
+    slow = writer(healthy=False, last_seen=100.0, refused=False)  # port open, no answer
+    assert not writer_failed(ClusterView((slow, reader("r1")), now_s=105.0), POLICY)
+    assert writer_failed(ClusterView((slow, reader("r1")), now_s=108.0), POLICY)
 
 
 def test_the_new_writer_is_chosen_by_tier_then_lag_then_id() -> None:
@@ -92,10 +99,11 @@ def test_bad_views_are_refused() -> None:
 
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 15),
                           st.one_of(st.none(), st.floats(0, 1e4))), min_size=0, max_size=8),
-       st.booleans(), st.floats(0, 10))
+       st.booleans(), st.floats(0, 10), st.booleans())
 def test_every_plan_keeps_the_invariant(readers: list[tuple[bool, int, float | None]],
-                                        writer_healthy: bool, silent_s: float) -> None:
-    instances = [writer(healthy=writer_healthy, last_seen=100.0 - silent_s)]
+                                        writer_healthy: bool, silent_s: float,
+                                        refused: bool) -> None:
+    instances = [writer(healthy=writer_healthy, last_seen=100.0 - silent_s, refused=refused)]
     instances += [reader(f"r{i}", healthy=h, tier=t, lag=lag)
                   for i, (h, t, lag) in enumerate(readers)]
     view = ClusterView(tuple(instances), now_s=100.0)

@@ -6,9 +6,11 @@ store, whether its health checks pass, when it last answered, its replica lag an
 promotion tier. ``plan`` turns it into the ``Action``s that bring the cluster back to one
 healthy writer:
 
-- the writer is **failed** when it has not answered a health check for
-  ``writer_dead_after_s`` (a dead or a hung process look the same from outside, and a hung
-  writer that wakes up later is fenced by the volume epoch the new writer raises);
+- the writer is **failed** when its port refuses connections (the process is gone) for
+  ``writer_dead_after_s``, or when it has not answered a health check for
+  ``writer_hung_after_s`` while its port is open (hung, or only slow: a writer committing
+  a large transaction can be slow to answer, so this wait is longer); a hung writer that
+  wakes up later is fenced by the volume epoch the new writer raises;
 - the **new writer** is the healthy reader with the lowest promotion tier (0-15), then the
   lowest replica lag, then the lowest id (a stable tie-break), as Aurora chooses; a manual
   failover names its target, which must be a healthy reader;
@@ -42,6 +44,7 @@ class InstanceView:
     lag_ms: float | None = None  # a reader's replica lag; None when unknown
     promotion_tier: int = 1
     following: str | None = None  # the writer a reader follows
+    refused: bool = False   # its port refuses connections: the process is gone
 
     def __post_init__(self) -> None:
         if not 0 <= self.promotion_tier <= PROMOTION_TIER_MAX:
@@ -70,13 +73,15 @@ class ClusterView:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    writer_dead_after_s: float = 2.0
-    """A writer that has not answered for this long is failed over (the issue's bar is a
-    failover within 5 s of the kill, health checks and promotion included)."""
+    writer_dead_after_s: float = 1.0
+    """A writer whose port has refused connections for this long is failed over (the bar
+    is a failover within 5 s of a kill, detection and promotion included)."""
+    writer_hung_after_s: float = 10.0
+    """A writer that has not answered for this long, its port open, is failed over."""
 
     def __post_init__(self) -> None:
-        if self.writer_dead_after_s <= 0:
-            raise ValueError("writer_dead_after_s must be positive")
+        if self.writer_dead_after_s <= 0 or self.writer_hung_after_s <= 0:
+            raise ValueError("the failover waits must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +115,11 @@ def writer_failed(view: ClusterView, policy: Policy) -> bool:
     if not writers:
         return True
     writer = writers[0]
-    return not writer.healthy and view.now_s - writer.last_seen_s >= policy.writer_dead_after_s
+    if writer.healthy:
+        return False
+    silent_s = view.now_s - writer.last_seen_s
+    wait_s = policy.writer_dead_after_s if writer.refused else policy.writer_hung_after_s
+    return silent_s >= wait_s
 
 
 def candidates(view: ClusterView) -> list[InstanceView]:

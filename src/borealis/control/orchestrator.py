@@ -2,7 +2,9 @@
 
 - **Observe**: every ``check_interval_s`` each instance's ``status`` is asked for over its
   control interface with a short timeout; an instance that answers is healthy (and says its
-  role and replica lag), one that does not keeps the time it last answered.
+  role and replica lag), one that does not keeps the time it last answered, and whether
+  its port refused the connection (the process is gone) or only did not answer in time
+  (hung or busy: a longer grace, ``Policy.writer_hung_after_s``).
 - **Decide**: ``failover.plan`` on that ``ClusterView`` (pure).
 - **Act**: ``Promote`` calls the reader's ``promote`` (volume recovery raises the epoch,
   so the old writer, if it is only paused, is fenced by storage); the roles are then
@@ -58,6 +60,7 @@ class Managed:
     healthy: bool = False
     last_seen_s: float = 0.0
     lag_ms: float | None = None
+    refused: bool = False   # the last check found its port closed: the process is gone
 
 
 @dataclass
@@ -100,12 +103,15 @@ class Orchestrator:
             if instance.healthy:
                 log.warning("instance unreachable instance=%s: %s", instance.instance_id, exc)
             instance.healthy = False
+            instance.refused = isinstance(exc.__cause__, ConnectionRefusedError) or \
+                isinstance(exc, ConnectionRefusedError)
             stale = self._clients.pop(instance.instance_id, None)
             if stale is not None:
                 with contextlib.suppress(BorealisError, OSError):
                     await stale.close()
             return
         instance.healthy = status.get("state") == "serving"
+        instance.refused = False
         instance.last_seen_s = now_s
         instance.role = Role.WRITER if status.get("role") == "writer" else Role.READER
         lag = status.get("lag_ms")
@@ -123,7 +129,7 @@ class Orchestrator:
                 extra.healthy = False
         return ClusterView(tuple(InstanceView(
             i.instance_id, i.role, i.az, i.healthy, i.last_seen_s, i.lag_ms,
-            i.promotion_tier) for i in self.instances), now_s)
+            i.promotion_tier, refused=i.refused) for i in self.instances), now_s)
 
     # -- decide and act -------------------------------------------------------------------
     async def step(self, *, target: str | None = None) -> None:
