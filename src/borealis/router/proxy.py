@@ -148,6 +148,10 @@ class Router:
             await self._session(endpoint, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
             log.debug("endpoint connection ended endpoint=%s: %s", endpoint.name, exc)
+        except asyncio.CancelledError:
+            # The router is closing. The handler ends normally: asyncio's stream server
+            # would log a cancelled handler task as an error.
+            pass
         finally:
             self._tasks.discard(task)
             writer.close()
