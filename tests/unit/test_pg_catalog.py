@@ -17,7 +17,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from borealis.protocol.postgres import catalog, catalog_functions
+from borealis.protocol.postgres import catalog, catalog_functions, functions
 from borealis.protocol.postgres.catalog import (
     CATALOG_FUNCTIONS,
     CatalogError,
@@ -50,21 +50,22 @@ SEQUENCES_DDL = (
     "identity TEXT NOT NULL DEFAULT '')"
 )
 
-SQLITE_DDL = [  # translate.Translator's output for REFERENCE_DDL (DEFERRABLE added by hand)
+SQLITE_DDL = [  # translate.Translator's output for REFERENCE_DDL
     'CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "name" VARCHAR(20) NOT NULL DEFAULT (\'x\'), '
-    '"score" NUMERIC_TEXT(10,2) CHECK (score >= 0), "flag" BOOL_INT DEFAULT (1), '
-    '"created" TIMESTAMP_TEXT DEFAULT (_PG_NOW()), "tags" ARRAY_TEXT(1007), '
-    '"note" TEXT DEFAULT (\'abc\'), "n" BIGINT DEFAULT (0), "r" REAL DEFAULT (1.5), '
-    '"d" DOUBLE PRECISION, "neg" INTEGER DEFAULT (-1), "js" JSONB_TEXT, "dt" DATE_TEXT, '
-    '"ts" TIMESTAMPTZ_TEXT DEFAULT (_PG_NOW()), "c" BPCHAR(5), "bl" BYTEA_BLOB, '
-    '"u" UUID_TEXT)',
+    '"score" NUMERIC_TEXT(10,2) COLLATE _pg_numeric CHECK (score >= 0), '
+    '"flag" BOOL_INT DEFAULT (1), "created" TIMESTAMP_TEXT DEFAULT (_PG_CURRENT_TIMESTAMP()), '
+    '"tags" ARRAY_TEXT(1007), "note" TEXT DEFAULT (\'abc\'), "n" BIGINT DEFAULT (0), '
+    '"r" REAL DEFAULT (1.5), "d" DOUBLE PRECISION, "neg" INTEGER DEFAULT (-1), '
+    '"js" JSONB_TEXT, "dt" DATE_TEXT, "ts" TIMESTAMPTZ_TEXT DEFAULT (_PG_NOW()), '
+    '"c" BPCHAR(5) COLLATE RTRIM, "bl" BYTEA_BLOB, "u" UUID_TEXT)',
     SEQUENCES_DDL,
     "INSERT INTO _borealis_sequences (name, data_type, start_value, min_value, max_value, "
     "increment_by, cycle, last_value, is_called, owner_table, owner_column, identity) VALUES "
     "('u_uid_seq', 'int4', 1, 1, 2147483647, 1, 0, 1, 0, 'u', 'uid', '')",
     'CREATE TABLE "u" ("uid" INT PRIMARY KEY NOT NULL DEFAULT (_pg_nextval(\'u_uid_seq\')), '
-    '"t_id" INTEGER NOT NULL REFERENCES "t" ("id") ON DELETE CASCADE, "code" BPCHAR(3) UNIQUE, '
-    '"a" INTEGER, "b" INTEGER, CONSTRAINT "u_ab_key" UNIQUE ("a", "b"))',
+    '"t_id" INTEGER NOT NULL REFERENCES "t" ("id") ON DELETE CASCADE, '
+    '"code" BPCHAR(3) COLLATE RTRIM UNIQUE, "a" INTEGER, "b" INTEGER, '
+    'CONSTRAINT "u_ab_key" UNIQUE ("a", "b"))',
     'CREATE INDEX "u_t_id_idx" ON "u" (t_id)',
     'CREATE INDEX "u_a_b_idx" ON "u" (a, b DESC)',
     "INSERT INTO _borealis_sequences (name, data_type, start_value, min_value, max_value, "
@@ -106,6 +107,7 @@ def _schema(conn: apsw.Connection) -> None:
 @pytest.fixture
 def conn() -> apsw.Connection:
     connection = apsw.Connection(":memory:")
+    functions.register(connection)  # the numeric collation the DDL names, as a session has
     install(connection, database="ref", user="postgres")
     _schema(connection)
     return connection
@@ -173,7 +175,8 @@ def test_psql_d_finds_the_table_then_reads_its_header(conn: apsw.Connection) -> 
         FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_class tc
           ON (c.reltoastrelid = tc.oid)
         LEFT JOIN pg_catalog.pg_am am ON (c.relam = am.oid) WHERE c.oid = ?""", oid)
-    assert header == [(0, "r", 1, 0, 0, 0, 0, 0, 0, "", 0, "", "p", "d", "heap")]
+    # relhastriggers: u has foreign keys both ways (PostgreSQL's RI triggers on each side)
+    assert header == [(0, "r", 1, 0, 1, 0, 0, 0, 0, "", 0, "", "p", "d", "heap")]
     assert q(conn, "SELECT relchecks FROM pg_catalog.pg_class WHERE relname = 't'") == [(1,)]
 
 
@@ -197,9 +200,9 @@ def test_psql_d_columns_are_postgresql_s(conn: apsw.Connection) -> None:
         ("name", "character varying(20)", "'x'::character varying", 1),
         ("score", "numeric(10,2)", None, 0),
         ("flag", "boolean", "true", 0),
-        # PostgreSQL: CURRENT_TIMESTAMP. The translator writes both CURRENT_TIMESTAMP and
-        # now() as _pg_now(), which reads back as now().
-        ("created", "timestamp without time zone", "now()", 0),
+        # the translator writes CURRENT_TIMESTAMP as _pg_current_timestamp(), now() as
+        # _pg_now(): each reads back as PostgreSQL prints it
+        ("created", "timestamp without time zone", "CURRENT_TIMESTAMP", 0),
         ("tags", "integer[]", None, 0),
         ("note", "text", "'abc'::text", 0),
         ("n", "bigint", "0", 0),
@@ -289,7 +292,8 @@ def test_psql_d_check_constraints_are_approximate(conn: apsw.Connection) -> None
                      FROM pg_catalog.pg_constraint WHERE contype = 'c'""")
     # PostgreSQL adds the implicit cast: CHECK (score >= 0::numeric) and
     # CHECK ((score >= (0)::numeric)). The name and the parenthesising are its own.
-    assert row == [("t_score_check", "CHECK (score >= 0)", "CHECK ((score >= 0))", "[3]")]
+    assert row == [("t_score_check", "CHECK (score >= 0::numeric)",
+                    "CHECK ((score >= (0)::numeric))", "[3]")]
 
 
 def test_psql_d_empty_sections(conn: apsw.Connection) -> None:
@@ -881,7 +885,7 @@ def test_pg_sequences_show_the_live_value(conn: apsw.Connection) -> None:
 
 
 def test_every_row_has_its_table_s_columns(conn: apsw.Connection) -> None:
-    for spec in catalog._SPECS.values():
+    for spec in catalog.SPECS.values():
         width = len(spec.columns)
         for row in q(conn, f'SELECT * FROM "{spec.sqlite_name}"'):
             assert len(row) == width, spec.name
@@ -895,7 +899,7 @@ def test_lookups_agree_with_scans(conn: apsw.Connection) -> None:
     column, ``WHERE col = value`` finds what it finds in a plain SQLite copy of the table
     (the reference model: SQLite's own comparison and affinity rules), for the value and for
     its text (psql writes ``WHERE c.oid = '16413'``)."""
-    for spec in catalog._SPECS.values():
+    for spec in catalog.SPECS.values():
         if spec.hidden:
             continue
         table = f'"{spec.sqlite_name}"'
@@ -959,6 +963,7 @@ def test_snapshot_is_reused_until_the_schema_changes(conn: apsw.Connection) -> N
 def test_oids_are_stable_across_connections(tmp_path: Path) -> None:
     path = str(tmp_path / "db.sqlite")
     first = apsw.Connection(path)
+    functions.register(first)
     install(first, database="ref", user="postgres")
     _schema(first)
     text = """SELECT oid, relname FROM pg_catalog.pg_class WHERE relnamespace = 2200
@@ -978,6 +983,7 @@ def test_oids_are_stable_across_connections(tmp_path: Path) -> None:
 def test_read_only_connection_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     writer = apsw.Connection(str(path))
+    functions.register(writer)
     _schema(writer)
     writer.close()
     content = path.read_bytes()

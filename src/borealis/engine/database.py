@@ -114,6 +114,9 @@ class Result:
     changes: int = 0
     decltypes: list[str | None] = field(default_factory=list)
     """Each column's declared type in the schema (None for an expression)."""
+    last_changes: int = 0
+    """Rows the last INSERT/UPDATE/DELETE itself changed (``changes`` also counts what
+    functions it called changed, such as a sequence's row)."""
 
 
 @dataclass(frozen=True)
@@ -473,7 +476,8 @@ class Session:
             raise EngineError(f"internal error: {type(exc).__name__}: {exc}") from None
         if file.commit_lsn:  # this statement committed (the counter is shared: not it)
             self.db.stats.commits += 1
-        result = Result(rows, columns, conn.total_changes() - changes_before, decltypes)
+        result = Result(rows, columns, conn.total_changes() - changes_before, decltypes,
+                        conn.changes())
         return (result, LSN(max(file.max_version_read, file.commit_lsn)),
                 not conn.getautocommit())
 

@@ -55,6 +55,7 @@ from borealis.errors import (
 )
 from borealis.protocol.postgres.scram import ScramSecret
 from borealis.protocol.postgres.server import PgServer, server_tls_context
+from borealis.protocol.postgres.session import SqlSession
 from borealis.transport.pool import ConnectionPool
 from borealis.transport.rpc import RpcServer
 from borealis.volume.client import VolumeClient
@@ -338,7 +339,12 @@ class Instance:
             if len(self._sessions) >= SESSIONS_MAX:
                 raise BadRequestError(f"too many sessions (at most {SESSIONS_MAX})")
             assert self.db is not None
-            session = await self.db.session()
+            # The functions and collations that PostgreSQL-made schemas refer to (a
+            # NUMERIC column's collation, SERIAL defaults' nextval), so that control-
+            # interface sessions can use the tables PostgreSQL clients created.
+            sql = SqlSession(user=self.config.pg_user, database=self.config.pg_database,
+                             read_only=self.db.reader)
+            session = await self.db.session(sql.register)
             self._sessions[key] = session
         return session
 

@@ -11,10 +11,11 @@ those, the ``reg*`` conversions and every other function a client's introspectio
 a connection; they read that connection's catalog, so they see the schema as it is now.
 
 The deparsers reproduce PostgreSQL 15 for what Borealis' translator writes (literals,
-columns, ``nextval``, ``now()``, comparisons and arithmetic); expressions beyond that are
-printed by sqlglot's PostgreSQL dialect, which matches PostgreSQL's text closely but does not
-add the implicit casts PostgreSQL shows (``score >= 0`` where PostgreSQL prints
-``score >= 0::numeric``).
+columns, ``nextval``, ``now()``, CURRENT_TIMESTAMP, comparisons and arithmetic, the exact
+arithmetic functions read back as operators) and add the implicit cast PostgreSQL shows for
+a constant compared with a column (``score >= 0::numeric``, ``name <> ''::text``);
+expressions beyond that are printed by sqlglot's PostgreSQL dialect, which matches
+PostgreSQL's text closely but adds no other implicit cast.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import platform
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -591,11 +593,91 @@ def _to_postgres(node: exp.Expr) -> exp.Expr:
                     return exp.var(f"{quote_literal(str(inner.this))}::{target}")
                 text = inner.transform(_to_postgres).sql("postgres", normalize_functions="lower")
                 return exp.var(f"({text})::{target}")
+        operator = _OPERATOR_FUNCTIONS.get(name)
+        if operator is not None and len(args) == 2:
+            return exp.Paren(this=operator(this=args[0], expression=args[1]))
+        if name == "_pg_neg" and len(args) == 1:
+            return exp.Neg(this=args[0])
+        if name == "_pg_regexp" and len(args) == 3:
+            flags = args[2].this if isinstance(args[2], exp.Literal) else ""
+            op = "~*" if "i" in str(flags) else "~"
+            left = args[0].sql("postgres", normalize_functions="lower")
+            right = args[1].sql("postgres", normalize_functions="lower")
+            return exp.var(f"{left} {op} {right}")
         if name.startswith("_pg_"):
             return exp.Anonymous(this=name[len("_pg_"):], expressions=args)
     if isinstance(node, exp.CurrentTimestamp):
         return exp.var("CURRENT_TIMESTAMP")
+    if isinstance(node, exp.Binary) and _name_of(node.this) == "_pg_cmp" and \
+            _literal_number(node.expression) == "0":
+        compared = node.this.expressions  # _pg_cmp(a, b) <op> 0 is a <op> b
+        return type(node)(this=compared[0], expression=compared[1])
+    if isinstance(node, exp.Escape) and isinstance(node.expression, exp.Literal) and \
+            node.expression.this == "\\":
+        return node.this  # the translator's ESCAPE '\' is PostgreSQL's default
     return node
+
+
+_OPERATOR_FUNCTIONS: dict[str, type[exp.Binary]] = {
+    "_pg_add": exp.Add, "_pg_sub": exp.Sub, "_pg_mul": exp.Mul, "_pg_div": exp.Div,
+    "_pg_mod": exp.Mod,
+}
+"""The translator's exact-arithmetic functions, read back as PostgreSQL's operators."""
+
+
+def _name_of(node: exp.Expr) -> str:
+    return str(node.this).lower() if isinstance(node, exp.Anonymous) else ""
+
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_CAST_OF_TEXT = {1043: "text", 25: "text", 1042: "bpchar", 1082: "date",
+                 1114: "timestamp without time zone", 1184: "timestamp with time zone",
+                 2950: "uuid", 3802: "jsonb", 114: "json", 1186: "interval"}
+
+
+def _implicit_casts(types: dict[str, int], pretty: bool) -> Callable[[exp.Expr], exp.Expr]:
+    """PostgreSQL prints the implicit coercions it made when it parsed an expression: a
+    constant compared with a column takes the column's type (``price >= 0::numeric``,
+    ``name <> ''::text``), a varchar column is compared as text (``(name)::text``)."""
+    def cast_constant(constant: exp.Expr, type_oid: int) -> exp.Expr | None:
+        number = _literal_number(constant)
+        if isinstance(constant, exp.Literal) and constant.is_string and \
+                type_oid == NUMERIC_OID and re.fullmatch(r"-?[0-9.]+", str(constant.this)):
+            number = str(constant.this)
+        if number is not None:
+            name = {NUMERIC_OID: "numeric", 701: "double precision", 700: "real"}.get(type_oid)
+            if name is None:
+                return None
+            if type_oid == NUMERIC_OID and "." in number and not number.startswith("-"):
+                return exp.var(number)
+            if number.startswith("-"):
+                return exp.var(f"{quote_literal(number)}::{name}")
+            return exp.var(f"{number}::{name}" if pretty else f"({number})::{name}")
+        if isinstance(constant, exp.Literal) and constant.is_string and \
+                type_oid in _CAST_OF_TEXT:
+            return exp.var(f"{quote_literal(str(constant.this))}::{_CAST_OF_TEXT[type_oid]}")
+        return None
+
+    def rewrite(node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, _COMPARISONS):
+            return node
+        for column_side, constant_side in (("this", "expression"), ("expression", "this")):
+            column, constant = node.args.get(column_side), node.args.get(constant_side)
+            if not isinstance(column, exp.Column) or constant is None:
+                continue
+            type_oid = types.get(column.name)
+            if type_oid is None:
+                continue
+            cast = cast_constant(constant, type_oid)
+            if cast is None:
+                continue
+            node.set(constant_side, cast)
+            if type_oid == 1043:
+                node.set(column_side, exp.var(f"({quote_ident(column.name)})::text"))
+            break
+        return node
+
+    return rewrite
 
 
 def _parenthesize(node: exp.Expr) -> exp.Expr:
@@ -607,12 +689,17 @@ def _parenthesize(node: exp.Expr) -> exp.Expr:
 
 
 @functools.lru_cache(maxsize=1024)
-def render_expression(sqlite_text: str, *, pretty: bool) -> str:
+def render_expression(sqlite_text: str, *, pretty: bool,
+                      column_types: tuple[tuple[str, int], ...] = ()) -> str:
     """An SQLite expression (a CHECK, an index expression, a predicate) as PostgreSQL's
-    ``pg_get_expr`` prints it, pretty or not (approximately: see the module docstring)."""
+    ``pg_get_expr`` prints it, pretty or not (approximately: see the module docstring).
+    ``column_types``: the table's columns, for the implicit casts PostgreSQL shows."""
     node = _parse_expression(sqlite_text)
     if node is None:
         return sqlite_text
+    node = node.copy()
+    if column_types:
+        node = node.transform(_implicit_casts(dict(column_types), pretty))
     node = node.transform(_to_postgres)
     if not pretty:
         node = node.transform(_parenthesize)
@@ -663,7 +750,8 @@ def constraint_definition(catalog: Catalog, constraint: Constraint, *, pretty: b
         out = f"UNIQUE ({columns})"
     elif constraint.kind == "c":
         assert constraint.expression is not None
-        text = render_expression(constraint.expression, pretty=pretty)
+        text = render_expression(constraint.expression, pretty=pretty,
+                                 column_types=catalog.column_types(constraint.table_oid))
         if not pretty and not text.startswith("("):
             text = f"({text})"
         return f"CHECK ({text})"
@@ -739,7 +827,9 @@ def _undefined_relation(text: str) -> CatalogError:
 def render_select(view_sql: str) -> str:
     """A view's query (the text after ``AS`` in its CREATE VIEW) in PostgreSQL's dialect."""
     node = _parse_expression(view_sql)
-    return view_sql if node is None else node.transform(_to_postgres).sql("postgres", normalize_functions="lower")
+    if node is None:
+        return view_sql
+    return node.transform(_to_postgres).sql("postgres", normalize_functions="lower")
 
 
 class _Functions:

@@ -104,10 +104,10 @@ OID_BYTEA = 17
 def command_tag(statement: Statement, result: Result | None, rows: int) -> str:
     """The CommandComplete tag PostgreSQL sends for ``statement``."""
     tag = statement.tag
-    changes = result.changes if result is not None else 0
+    changes = result.last_changes if result is not None else 0
     if tag == "SELECT":
         if statement.kind is Kind.DDL:  # CREATE TABLE AS
-            return f"SELECT {changes}"
+            return f"SELECT {result.changes if result is not None else 0}"
         return f"SELECT {rows}"
     if tag == "INSERT":
         return f"INSERT 0 {rows if statement.kind is Kind.QUERY else changes}"

@@ -18,7 +18,8 @@ from sqlglot import exp
 
 from borealis.errors import SqlError
 from borealis.protocol.postgres import types as pgtypes
-from borealis.protocol.postgres.translate import SEQUENCES_TABLE_DDL, TranslationError
+from borealis.protocol.postgres.ddl import SEQUENCES_TABLE_DDL
+from borealis.protocol.postgres.statement import TranslationError
 
 TEXT = 25
 

@@ -4,7 +4,8 @@
 ``set_config``), the transaction's and the statement's start time (``now()`` is the
 transaction's, as in PostgreSQL), and the sequence values this session has taken
 (``currval``, ``lastval``). ``register`` puts the ``_pg_*`` functions that the translator
-(``translate``) calls into an SQLite connection; they run in the session's thread.
+(``translate``) calls into an SQLite connection, these and the session-independent ones of
+``functions``; they run in the session's thread.
 
 Times are UTC: the session's TimeZone is UTC and setting another zone is refused (0A000)
 rather than shown in a zone it would not be computed in.
@@ -12,33 +13,20 @@ rather than shown in a zone it would not be computed in.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import json
-import math
 import re
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import apsw
 
-from borealis.errors import BorealisError
-from borealis.protocol.postgres import types as pgtypes
+from borealis.protocol.postgres import functions
+from borealis.protocol.postgres.numeric import SqlFunctionError
 
 SERVER_VERSION = "15.0 (Borealis)"
 SERVER_VERSION_NUM = "150000"
 REGEX_CACHE_MAX = 256
-
-
-class SqlFunctionError(BorealisError):
-    """An error raised inside an SQL function, with the SQLSTATE PostgreSQL would send."""
-
-    def __init__(self, message: str, sqlstate: str) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
 
 
 def _any(_value: str) -> str | None:
@@ -132,6 +120,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], str | None], bool]] = {
     "max_stack_depth": ("2MB", _any, False),
     "cursor_tuple_fraction": ("0.1", _any, False),
     "plan_cache_mode": ("auto", _any, False),
+    "default_table_access_method": ("heap", _any, False),
 }
 
 DISPLAY_NAMES = {"datestyle": "DateStyle", "intervalstyle": "IntervalStyle",
@@ -245,65 +234,44 @@ class SqlSession:
 
     # functions --------------------------------------------------------------------
     def register(self, conn: apsw.Connection) -> None:
-        """Put the ``_pg_*`` functions into ``conn``."""
-        def add(name: str, fn: Callable[..., Any], args: int = -1,
-                deterministic: bool = False) -> None:
-            conn.create_scalar_function(name, _wrap(fn), args, deterministic=deterministic)
+        """Put the ``_pg_*`` functions into ``conn``: this session's (clocks, settings,
+        sequences) and every other one translated statements call (``functions``)."""
+        functions.register(conn)
 
-        add("_pg_now", lambda: _storage_timestamp(self.transaction_started
-                                                  or self.statement_started), 0)
+        def add(name: str, fn: Callable[..., Any], args: int = -1) -> None:
+            conn.create_scalar_function(name, fn, args)
+
+        add("_pg_now", lambda: _storage_timestamp(self._transaction_time()), 0)
+        add("_pg_current_timestamp", self._current_timestamp)
+        add("_pg_localtimestamp", self._current_timestamp)
         add("_pg_statement_timestamp", lambda: _storage_timestamp(self.statement_started), 0)
         add("_pg_clock_timestamp", lambda: _storage_timestamp(dt.datetime.now(dt.UTC)), 0)
-        add("_pg_localtimestamp", lambda: _storage_timestamp(self.transaction_started
-                                                             or self.statement_started), 0)
-        add("_pg_current_date", lambda: (self.transaction_started
-                                         or self.statement_started).strftime("%Y-%m-%d"), 0)
+        add("_pg_current_date", lambda: self._transaction_time().strftime("%Y-%m-%d"), 0)
+        add("_pg_current_time", lambda: self._transaction_time().strftime("%H:%M:%S.%f")
+            .rstrip("0").rstrip(".") + "+00", 0)
         add("_pg_gen_random_uuid", lambda: str(uuid.uuid4()), 0)
-        add("_pg_random", _random, 0)
         add("_pg_current_setting", self._current_setting)
         add("_pg_set_config", self._set_config, 3)
-        add("_pg_cast", cast_value, 3, deterministic=True)
         add("_pg_regexp", self._regexp, 3)
-        add("_pg_octet_length", lambda v: None if v is None else len(
-            v if isinstance(v, bytes) else str(v).encode()), 1, True)
-        add("_pg_left", lambda s, n: None if s is None or n is None else (
-            s[:n]), 2, True)
-        add("_pg_right", lambda s, n: None if s is None or n is None else (
-            s[-n:] if n != 0 else ""), 2, True)
-        add("_pg_md5", lambda v: None if v is None else hashlib.md5(
-            v if isinstance(v, bytes) else str(v).encode()).hexdigest(), 1, True)
-        add("_pg_repeat", lambda s, n: None if s is None or n is None else s * max(n, 0),
-            2, True)
-        add("_pg_split_part", _split_part, 3, True)
-        add("_pg_starts_with", lambda s, p: None if s is None or p is None
-            else int(str(s).startswith(str(p))), 2, True)
-        add("_pg_floor", lambda v: None if v is None else (
-            v if isinstance(v, int) else float(math.floor(float(v)))), 1, True)
-        add("_pg_ceil", lambda v: None if v is None else (
-            v if isinstance(v, int) else float(math.ceil(float(v)))), 1, True)
-        add("_pg_mod", _mod, 2, True)
-        add("_pg_reverse", lambda s: None if s is None else str(s)[::-1], 1, True)
-        add("_pg_sleep", _sleep, 1)
-        add("_pg_to_hex", lambda v: None if v is None else format(
-            int(v) & 0xFFFFFFFFFFFFFFFF if int(v) < 0 else int(v), "x"), 1, True)
-        add("_pg_quote_ident", _quote_ident, 1, True)
-        add("_pg_quote_literal", lambda v: None if v is None else
-            "'" + str(v).replace("'", "''") + "'", 1, True)
-        add("_pg_array_position", _array_position, 2, True)
-        add("_pg_array_length", _array_length, 2, True)
-        add("_pg_cardinality", lambda a: None if a is None else len(_array(a)), 1, True)
-        add("_pg_array_to_string", _array_to_string, -1, True)
-        add("_pg_json_typeof", _json_typeof, 1, True)
-        add("_pg_to_json", _to_json, 1, True)
-        add("_pg_trunc", lambda v: None if v is None else (
-            v if isinstance(v, int) else float(math.trunc(float(v)))), 1, True)
-        add("_pg_encode", _encode, 2, True)
-        add("_pg_decode", _decode, 2, True)
         add("_pg_nextval", lambda name: self._nextval(conn, name), 1)
         add("_pg_currval", self._currval, 1)
         add("_pg_lastval", self._lastval, 0)
         add("_pg_setval", lambda name, value, called=1: self._setval(conn, name, value,
                                                                       called))
+
+    def _transaction_time(self) -> dt.datetime:
+        return self.transaction_started or self.statement_started
+
+    def _current_timestamp(self, precision: Any = None) -> str:
+        """CURRENT_TIMESTAMP[(p)] and LOCALTIMESTAMP[(p)]: the transaction's start,
+        rounded to ``p`` fractional digits."""
+        moment = self._transaction_time()
+        if precision is not None:
+            digits = max(0, min(int(precision), 6))
+            scale = 10 ** (6 - digits)
+            usec = (moment.microsecond + scale // 2) // scale * scale
+            moment = moment.replace(microsecond=0) + dt.timedelta(microseconds=usec)
+        return _storage_timestamp(moment)
 
     def _current_setting(self, name: str, missing_ok: int = 0) -> str | None:
         return self.get(str(name), missing_ok=bool(missing_ok))
@@ -396,222 +364,5 @@ def sequence_name(name: Any) -> str:
     return text.lower()
 
 
-def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return fn
-
-
-def _array(value: Any) -> list[Any]:
-    """An array's elements from its storage form (JSON text)."""
-    try:
-        items = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
-        items = None
-    if not isinstance(items, list):
-        raise SqlFunctionError(f"malformed array: {str(value)[:60]!r}", "22P02")
-    return items
-
-
-def _array_position(array: Any, value: Any) -> int | None:
-    if array is None:
-        return None
-    for index, item in enumerate(_array(array), start=1):
-        if item == value and value is not None:
-            return index
-    return None
-
-
-def _array_length(array: Any, dimension: Any) -> int | None:
-    if array is None or dimension != 1:
-        return None
-    items = _array(array)
-    return len(items) or None
-
-
-def _array_to_string(array: Any, separator: Any, null: Any = None) -> str | None:
-    if array is None or separator is None:
-        return None
-    parts = []
-    for item in _array(array):
-        if item is None:
-            if null is not None:
-                parts.append(str(null))
-            continue
-        parts.append(_element_text(item))
-    return str(separator).join(parts)
-
-
-def _element_text(item: Any) -> str:
-    if isinstance(item, bool):
-        return "t" if item else "f"
-    if isinstance(item, float):
-        return repr(item)
-    return str(item)
-
-
-def _json_typeof(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        parsed = json.loads(value)
-    except (TypeError, ValueError):
-        raise SqlFunctionError("invalid input syntax for type json", "22P02") from None
-    if parsed is None:
-        return "null"
-    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
-            dict: "object"}[type(parsed)]
-
-
-def _to_json(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return json.dumps("\\x" + value.hex())
-    return json.dumps(value)
-
-
-def _encode(data: Any, encoding: Any) -> str | None:
-    if data is None or encoding is None:
-        return None
-    raw = data if isinstance(data, bytes) else str(data).encode()
-    kind = str(encoding).lower()
-    if kind == "hex":
-        return raw.hex()
-    if kind == "base64":
-        return base64.encodebytes(raw).decode().rstrip("\n")
-    raise SqlFunctionError(f'unrecognized encoding: "{encoding}"', "22023")
-
-
-def _decode(text: Any, encoding: Any) -> bytes | None:
-    if text is None or encoding is None:
-        return None
-    kind = str(encoding).lower()
-    try:
-        if kind == "hex":
-            return bytes.fromhex(str(text))
-        if kind == "base64":
-            return base64.b64decode(str(text), validate=False)
-    except ValueError as exc:
-        raise SqlFunctionError(f"invalid {kind} data: {exc}", "22023") from None
-    raise SqlFunctionError(f'unrecognized encoding: "{encoding}"', "22023")
-
-
-def _random() -> float:
-    import random
-    return random.random()
-
-
-def _split_part(text: Any, delimiter: Any, field: Any) -> str | None:
-    if text is None or delimiter is None or field is None:
-        return None
-    if int(field) == 0:
-        raise SqlFunctionError("field position must not be zero", "22023")
-    parts = str(text).split(str(delimiter)) if delimiter != "" else [str(text)]
-    index = int(field) - 1 if int(field) > 0 else len(parts) + int(field)
-    return parts[index] if 0 <= index < len(parts) else ""
-
-
-def _mod(a: Any, b: Any) -> Any:
-    if a is None or b is None:
-        return None
-    if b == 0:
-        raise SqlFunctionError("division by zero", "22012")
-    if isinstance(a, int) and isinstance(b, int):
-        return int(math.fmod(a, b))
-    return math.fmod(float(a), float(b))
-
-
-def _sleep(seconds: Any) -> None:
-    if seconds is not None and float(seconds) > 0:
-        time.sleep(min(float(seconds), 3600.0))
-
-
-def _quote_ident(name: Any) -> str | None:
-    if name is None:
-        return None
-    text = str(name)
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", text):
-        return text
-    return '"' + text.replace('"', '""') + '"'
-
-
-def cast_value(value: Any, oid: int, typmod: int) -> Any:
-    """``value::type`` with PostgreSQL's meaning, from and to the storage forms."""
-    if value is None:
-        return None
-    target = pgtypes.BY_OID.get(int(oid))
-    if target is None:
-        raise SqlFunctionError(f"cast to the type with oid {oid} is not supported", "0A000")
-    try:
-        return _apply_typmod(_cast_storage(value, target), target, int(typmod))
-    except pgtypes.PgValueError as exc:
-        raise SqlFunctionError(str(exc), exc.sqlstate) from None
-
-
-_INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
-_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
-
-
-def _cast_storage(value: Any, target: pgtypes.PgType) -> Any:
-    name = target.name
-    if isinstance(value, str):
-        return pgtypes.decode_text(target, value.encode())
-    if isinstance(value, bool | int):
-        if name in _INT_RANGES:
-            if not -_INT_RANGES[name] <= value < _INT_RANGES[name]:
-                raise SqlFunctionError(f"{_INT_NAMES[name]} out of range", "22003")
-            return int(value)
-        if name in ("float4", "float8"):
-            return float(value)
-        if name == "numeric":
-            return str(value)
-        if name == "bool":
-            return 1 if value else 0
-        if name in _TEXT_TYPES:
-            return str(value)
-        if name in ("oid", "regclass", "regtype", "regproc", "regnamespace"):
-            return int(value)
-        return pgtypes.decode_text(target, str(value).encode())
-    if isinstance(value, float):
-        if name in _INT_RANGES:
-            if math.isnan(value) or math.isinf(value):
-                raise SqlFunctionError(f"{_INT_NAMES[name]} out of range", "22003")
-            rounded = round(value)  # half to even, as PostgreSQL's rint()
-            if not -_INT_RANGES[name] <= rounded < _INT_RANGES[name]:
-                raise SqlFunctionError(f"{_INT_NAMES[name]} out of range", "22003")
-            return rounded
-        if name in ("float4", "float8"):
-            return value
-        text = pgtypes.encode_text(pgtypes.BY_NAME["float8"], value)
-        assert text is not None
-        return pgtypes.decode_text(target, text)
-    if isinstance(value, bytes):
-        if name == "bytea":
-            return value
-        if name in _TEXT_TYPES:
-            text = pgtypes.encode_text(pgtypes.BY_NAME["bytea"], value)
-            assert text is not None
-            return text.decode()
-    raise SqlFunctionError(f"cannot cast this value to {pgtypes.format_type(target.oid, -1)}",
-                           "42846")
-
-
-_INT_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint"}
-
-
-def _apply_typmod(value: Any, target: pgtypes.PgType, typmod: int) -> Any:
-    """An explicit cast to a type with a modifier: varchar(n) truncates, char(n) pads,
-    numeric(p,s) rounds to s digits and checks p."""
-    if typmod < 0 or value is None:
-        return value
-    if target.name == "varchar":
-        return str(value)[: typmod - 4]
-    if target.name == "bpchar":
-        return str(value)[: typmod - 4].ljust(typmod - 4)
-    if target.name == "numeric" and isinstance(value, str) and value.lower() != "nan":
-        from decimal import ROUND_HALF_UP, Decimal
-        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
-        number = Decimal(value).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
-        if number != 0 and number.adjusted() + 1 > precision - scale:
-            raise SqlFunctionError("numeric field overflow", "22003")
-        return str(number)
-    return value
+cast_value = functions.cast_value
+"""Kept here for callers of the session's casts (``functions`` owns them)."""

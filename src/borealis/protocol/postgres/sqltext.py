@@ -72,10 +72,10 @@ class Normalized:
     """A statement with its data literals replaced by ``$1..$n``."""
 
     key: str
-    values: tuple[int | float | str, ...]
+    values: tuple[int | str, ...]
     kinds: tuple[str, ...]
-    """Per value: 'int4', 'int8', 'numeric' (a decimal literal, bound as a float as SQLite
-    would read it) or 'unknown' (a string literal, typed by its context as in PostgreSQL)."""
+    """Per value: 'int4', 'int8', 'numeric' (a decimal literal, bound as its exact text) or
+    'unknown' (a string literal, typed by its context as in PostgreSQL)."""
 
 
 def _block_comment_end(sql: str, start: int) -> int:
@@ -181,6 +181,28 @@ def space_parameters(sql: str) -> str:
     return "".join(text + " " if kind == "param" else text for kind, text, _ in _tokens(sql))
 
 
+def standard_string(value: str) -> str:
+    """A standard-conforming string literal ('...', quotes doubled) of ``value``."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def prepare(sql: str) -> str:
+    """The text sqlglot parses: parameters spaced (``space_parameters``) and ``E'...'``
+    strings written as standard strings of the same value (sqlglot reads them as byte
+    strings; in PostgreSQL they are text)."""
+    if "$" not in sql and "'" not in sql:
+        return sql
+    parts = []
+    for kind, text, _ in _tokens(sql):
+        if kind == "param":
+            parts.append(text + " ")
+        elif kind == "estring":
+            parts.append(standard_string(_string_value(kind, text)))
+        else:
+            parts.append(text)
+    return "".join(parts)
+
+
 def _string_value(kind: str, text: str) -> str:
     if kind == "string":
         return text[1:-1].replace("''", "'")
@@ -232,15 +254,22 @@ def string_literal_value(text: str) -> str:
     return _string_value("estring" if text[:1] in "eE" else "string", text)
 
 
-def _number_value(text: str) -> tuple[int | float, str]:
+def _number_value(text: str) -> tuple[int | str, str]:
+    """A numeric literal's value and kind: an integer, or the exact decimal text of a
+    numeric one (a float would round it)."""
     if re.fullmatch(r"[0-9]+", text):
         value = int(text)
         if value < 2**31:
             return value, "int4"
         if value < 2**63:
             return value, "int8"
-        return float(value), "numeric"
-    return float(text), "numeric"
+        return text, "numeric"
+    return text, "numeric"
+
+
+def number_kind(text: str) -> str:
+    """'int4', 'int8' or 'numeric': the type PostgreSQL gives a numeric literal."""
+    return _number_value(text)[1]
 
 
 def normalize(sql: str) -> Normalized | None:
@@ -254,7 +283,7 @@ def normalize(sql: str) -> Normalized | None:
     if first[0] != "word" or first[1].lower() not in NORMALIZED_FIRST_WORDS:
         return None
     parts: list[str] = []
-    values: list[int | float | str] = []
+    values: list[int | str] = []
     kinds: list[str] = []
     previous: tuple[str, str, int] | None = None
     position = 0  # in significant

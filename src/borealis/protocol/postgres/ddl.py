@@ -1,0 +1,396 @@
+"""PostgreSQL DDL as SQLite DDL: tables, indexes, views, sequences, ALTER TABLE, DROP.
+
+A column's PostgreSQL type is kept in its SQLite declared type (``types.sqlite_decltype``,
+which the catalog and the server read back). Besides that:
+- SERIAL and IDENTITY columns own a sequence (a ``_borealis_sequences`` row created in the
+  statement's ``setup``) and default to ``_pg_nextval`` of it;
+- numeric columns compare, sort, index and are unique as numbers: their values are exact
+  decimal text, so they are declared with the numeric collation (``numeric``); character(n)
+  columns compare without trailing spaces (SQLite's RTRIM collation), as PostgreSQL's bpchar;
+- a literal default is stored in the column type's storage form, as PostgreSQL coerces it
+  when the table is created ('yes' for a boolean is 1, a timestamptz is UTC text).
+Statements SQLite has no form for (``ALTER TABLE ... ADD PRIMARY KEY``, sequences, the
+sequences a dropped table owns) become a ``SequenceOp`` that the server carries out with
+``schema``'s functions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
+
+from borealis.protocol.postgres import functions, outputs
+from borealis.protocol.postgres import types as pgtypes
+from borealis.protocol.postgres.numeric import NUMERIC_COLLATION, SqlFunctionError
+from borealis.protocol.postgres.rewrite import Rewriter, literal_int
+from borealis.protocol.postgres.statement import (
+    Kind,
+    SequenceOp,
+    Statement,
+    TranslationError,
+    unsupported,
+)
+
+SEQUENCES_TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS _borealis_sequences (name TEXT PRIMARY KEY, "
+    "data_type TEXT NOT NULL DEFAULT 'int8', start_value INTEGER NOT NULL, "
+    "min_value INTEGER NOT NULL, max_value INTEGER NOT NULL, increment_by INTEGER NOT NULL, "
+    "cycle INTEGER NOT NULL DEFAULT 0, last_value INTEGER NOT NULL, "
+    "is_called INTEGER NOT NULL DEFAULT 0, owner_table TEXT, owner_column TEXT, "
+    "identity TEXT NOT NULL DEFAULT '')"
+)
+
+_SERIALS = {"serial": "int4", "serial4": "int4", "bigserial": "int8", "serial8": "int8",
+            "smallserial": "int2", "serial2": "int2"}
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def generate(tree: exp.Expression) -> str:
+    return tree.sql("sqlite", unsupported_level=ErrorLevel.RAISE)
+
+
+def _sequence_row(name: str, pg: pgtypes.PgType, owner_table: str, owner_column: str,
+                  identity: str) -> str:
+    maximum = {"int2": 32767, "int4": 2147483647}.get(pg.name, 9223372036854775807)
+    return ("INSERT INTO _borealis_sequences (name, data_type, start_value, min_value, "
+            "max_value, increment_by, cycle, last_value, is_called, owner_table, "
+            f"owner_column, identity) VALUES ({sql_literal(name)}, {sql_literal(pg.name)}, 1, "
+            f"1, {maximum}, 1, 0, 1, 0, {sql_literal(owner_table)}, "
+            f"{sql_literal(owner_column)}, {sql_literal(identity)})")
+
+
+def _storage_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return f"X'{value.hex()}'"
+    if isinstance(value, int | float):
+        return repr(value)
+    return sql_literal(str(value))
+
+
+def _column_name(node: exp.Expression) -> str:
+    identifier = node.this if isinstance(node, exp.Column) else node
+    if isinstance(identifier, exp.Identifier):
+        return identifier.name if identifier.quoted else identifier.name.lower()
+    return node.name.lower()
+
+
+class Ddl:
+    """The DDL statements of one translation (they share its ``Rewriter``)."""
+
+    def __init__(self, rewriter: Rewriter) -> None:
+        self.rw = rewriter
+
+    def create_table(self, tree: exp.Create) -> Statement:
+        schema = tree.this
+        if not isinstance(schema, exp.Schema):
+            if tree.expression is not None:  # CREATE TABLE ... AS SELECT
+                body = self.rw.rewrite(tree.expression)
+                table = self.rw.rewrite(tree.this)
+                exists = " IF NOT EXISTS" if tree.args.get("exists") else ""
+                sql = f"CREATE TABLE{exists} {table.sql('sqlite')} AS {generate(body)}"
+                return Statement(Kind.DDL, "SELECT", (sql,), read_only=False)
+            raise unsupported("this form of CREATE TABLE")
+        table = schema.this
+        assert isinstance(table, exp.Table)
+        table_name = self.rw.table_name(table)
+        if table.db and table.db.lower() != "public":
+            raise TranslationError(f'schema "{table.db}" does not exist', "3F000")
+        temporary = False
+        for prop in (tree.args.get("properties") or exp.Properties()).expressions:
+            if isinstance(prop, exp.TemporaryProperty):
+                temporary = True
+            elif isinstance(prop, exp.WithDataProperty | exp.OnCommitProperty):
+                raise unsupported(prop.sql("postgres"))
+            # storage parameters (WITH (fillfactor=...)), tablespaces: no effect here
+        columns: list[str] = []
+        setup: list[str] = []
+        for item in schema.expressions:
+            if isinstance(item, exp.ColumnDef):
+                columns.append(self.column(table_name, item, setup))
+            else:
+                columns.append(self.constraint(item))
+        exists = " IF NOT EXISTS" if tree.args.get("exists") else ""
+        temp = "TEMP " if temporary else ""
+        sql = f"CREATE {temp}TABLE{exists} {quote_identifier(table_name)} ({', '.join(columns)})"
+        if setup:
+            setup.insert(0, SEQUENCES_TABLE_DDL)
+        return Statement(Kind.DDL, "CREATE TABLE", (sql,), read_only=False,
+                         setup=tuple(setup))
+
+    def column(self, table: str, item: exp.ColumnDef, setup: list[str]) -> str:
+        if not isinstance(item.this, exp.Identifier):
+            raise TranslationError(f"syntax error at {item.this.sql('postgres')[:40]}",
+                                   "42601")
+        name = _column_name(item.this)
+        kind = item.args.get("kind")
+        if kind is None:
+            raise TranslationError(f'column "{name}" has no type', "42601")
+        serial = _SERIALS.get(kind.sql("postgres").lower())
+        pg, typmod = pgtypes.lookup(serial) if serial else outputs.type_of(kind)
+        decltype = pgtypes.sqlite_decltype(pg, typmod)
+        identity = ""
+        constraints = []
+        for constraint in item.args.get("constraints") or []:
+            c = constraint.args.get("kind")
+            if isinstance(c, exp.GeneratedAsIdentityColumnConstraint):
+                identity = "a" if c.args.get("this") else "d"
+                continue
+            constraints.append(self.column_constraint(constraint, pg, typmod))
+        if (serial or identity) and decltype == "INTEGER":
+            # Not SQLite's rowid alias: SQLite ignores a rowid's DEFAULT and reuses the
+            # highest value after a delete, where a sequence never goes back.
+            decltype = "INT"
+        parts = [quote_identifier(name), decltype]
+        if pg.name == "numeric":
+            parts.append(f"COLLATE {NUMERIC_COLLATION}")
+        elif pg.name == "bpchar":  # character(n) compares without its trailing spaces
+            parts.append("COLLATE RTRIM")
+        parts.extend(constraints)
+        if serial or identity:
+            sequence = f"{table}_{name}_seq"
+            setup.append(_sequence_row(sequence, pg, table, name, identity))
+            parts.append(f"NOT NULL DEFAULT (_pg_nextval({sql_literal(sequence)}))")
+        return " ".join(parts)
+
+    def _default(self, value: exp.Expression, pg: pgtypes.PgType, typmod: int) -> str:
+        """A column default: a literal in the column type's storage form, an expression as
+        the rewrite gives it."""
+        negative = isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal)
+        literal = value.this if negative else value
+        if isinstance(literal, exp.Literal) and not (literal.is_string and negative):
+            text = ("-" if negative else "") + str(literal.this)
+            if not literal.is_string and pg.name not in ("numeric",) and \
+                    pg.name in ("int2", "int4", "int8", "float4", "float8") and \
+                    re.fullmatch(r"-?[0-9]+", text):
+                return text  # an integer default stays a number (the catalog prints it so)
+            kind = "s" if literal.is_string else "n"
+            try:
+                stored = functions.coerce_value(text, pg, typmod, kind)
+            except SqlFunctionError as exc:
+                raise TranslationError(str(exc), exc.sqlstate) from None
+            return _storage_literal(stored)
+        if isinstance(value, exp.Boolean) and pg.name == "bool":
+            return "1" if value.this else "0"
+        return generate(self.rw.rewrite(value))
+
+    def column_constraint(self, constraint: exp.ColumnConstraint, pg: pgtypes.PgType,
+                          typmod: int) -> str:
+        name = constraint.args.get("this")
+        prefix = f"CONSTRAINT {quote_identifier(name.name)} " if name is not None else ""
+        kind = constraint.args.get("kind")
+        if isinstance(kind, exp.NotNullColumnConstraint):
+            return prefix + ("NULL" if kind.args.get("allow_null") else "NOT NULL")
+        if isinstance(kind, exp.PrimaryKeyColumnConstraint):
+            return prefix + "PRIMARY KEY"
+        if isinstance(kind, exp.UniqueColumnConstraint):
+            return prefix + "UNIQUE"
+        if isinstance(kind, exp.DefaultColumnConstraint):
+            return prefix + f"DEFAULT ({self._default(kind.this, pg, typmod)})"
+        if isinstance(kind, exp.CheckColumnConstraint):
+            return prefix + f"CHECK ({generate(self.rw.rewrite(kind.this))})"
+        if isinstance(kind, exp.Reference):
+            return prefix + self.reference(kind)
+        raise unsupported(f"the column constraint {constraint.sql('postgres')}")
+
+    def reference(self, ref: exp.Reference) -> str:
+        target = ref.this
+        if isinstance(target, exp.Schema):
+            table = self.rw.table_name(target.this)
+            cols = ", ".join(quote_identifier(c.name.lower()) for c in target.expressions)
+            text = f"REFERENCES {quote_identifier(table)} ({cols})"
+        else:
+            text = f"REFERENCES {quote_identifier(self.rw.table_name(target))}"
+        for option in ref.args.get("options") or []:
+            option_text = " ".join(str(option).upper().split())
+            # SQLite defers a foreign key's check to the commit as PostgreSQL does
+            if not re.fullmatch(r"ON (DELETE|UPDATE) (CASCADE|RESTRICT|NO ACTION|SET NULL|"
+                                r"SET DEFAULT)|(NOT )?DEFERRABLE|INITIALLY (DEFERRED|"
+                                r"IMMEDIATE)|MATCH SIMPLE", option_text):
+                raise unsupported(f"the foreign key option {option_text}")
+            text += " " + option_text
+        return text
+
+    def constraint(self, item: exp.Expression) -> str:
+        prefix = ""
+        if isinstance(item, exp.Constraint):
+            prefix = f"CONSTRAINT {quote_identifier(item.name)} "
+            inner = item.expressions[0] if item.expressions else None
+            if inner is None or len(item.expressions) != 1:
+                raise unsupported(f"the constraint {item.sql('postgres')}")
+            item = inner
+        if isinstance(item, exp.PrimaryKey):
+            cols = ", ".join(quote_identifier(c.name.lower()) for c in item.expressions)
+            return prefix + f"PRIMARY KEY ({cols})"
+        if isinstance(item, exp.UniqueColumnConstraint):
+            target = item.this
+            cols_src = target.expressions if isinstance(target, exp.Schema) else item.expressions
+            cols = ", ".join(quote_identifier(c.name.lower()) for c in cols_src)
+            return prefix + f"UNIQUE ({cols})"
+        if isinstance(item, exp.ForeignKey):
+            cols = ", ".join(quote_identifier(c.name.lower()) for c in item.expressions)
+            ref = item.args.get("reference")
+            if not isinstance(ref, exp.Reference):
+                raise unsupported("a FOREIGN KEY without REFERENCES")
+            text = f"FOREIGN KEY ({cols}) {self.reference(ref)}"
+            for key in ("delete", "update"):
+                action = item.args.get(key)
+                if action:
+                    text += f" ON {key.upper()} {str(action).upper()}"
+            return prefix + text
+        if isinstance(item, exp.CheckColumnConstraint | exp.Check):
+            return prefix + f"CHECK ({generate(self.rw.rewrite(item.this))})"
+        raise unsupported(f"the table constraint {item.sql('postgres')}")
+
+    def create_index(self, tree: exp.Create) -> Statement:
+        index = tree.this
+        assert isinstance(index, exp.Index)
+        name = index.name.lower() if index.name else ""
+        table = self.rw.table_name(index.args.get("table"))
+        params = index.args.get("params")
+        using = params.args.get("using") if params is not None else None
+        if using is not None and str(using.name if hasattr(using, "name") else using
+                                     ).lower() != "btree":
+            raise unsupported(f"index method {using}")
+        if params is None or not params.args.get("columns"):
+            raise unsupported("an index without columns")
+        if params.args.get("include"):
+            raise unsupported("INCLUDE columns")
+        columns = []
+        for column in params.args["columns"]:
+            expr = column.this if isinstance(column, exp.Ordered) else column
+            text = generate(self.rw.rewrite(expr))
+            if isinstance(column, exp.Ordered) and column.args.get("desc"):
+                text += " DESC"
+            columns.append(text)
+        if not name:
+            stems = [c.strip('"').split()[0] for c in columns]
+            name = f"{table}_{'_'.join(stems)}_idx"
+        unique = "UNIQUE " if tree.args.get("unique") else ""
+        exists = "IF NOT EXISTS " if tree.args.get("exists") else ""
+        sql = (f"CREATE {unique}INDEX {exists}{quote_identifier(name)} ON "
+               f"{quote_identifier(table)} ({', '.join(columns)})")
+        where = params.args.get("where")
+        if where is not None:
+            sql += " " + generate(self.rw.rewrite(where))
+        return Statement(Kind.DDL, "CREATE INDEX", (sql,), read_only=False)
+
+    def create_view(self, tree: exp.Create) -> Statement:
+        body = self.rw.rewrite(tree.expression)
+        name = self.rw.table_name(tree.this)
+        exists = " IF NOT EXISTS" if tree.args.get("exists") else ""
+        if tree.args.get("replace"):
+            raise unsupported("CREATE OR REPLACE VIEW")
+        return Statement(Kind.DDL, "CREATE VIEW",
+                         (f"CREATE VIEW{exists} {quote_identifier(name)} AS {generate(body)}",),
+                         read_only=False)
+
+    def drop(self, tree: exp.Drop) -> Statement:
+        kind = str(tree.args.get("kind") or "").upper()
+        if tree.args.get("cascade"):
+            raise unsupported("DROP ... CASCADE")
+        exists = " IF EXISTS" if tree.args.get("exists") else ""
+        targets = list(tree.args.get("tables") or []) or [tree.this, *(tree.expressions or [])]
+        names = [self.rw.table_name(t) if isinstance(t, exp.Table) else t.name.lower()
+                 for t in targets if t is not None]
+        if kind in ("TABLE", "VIEW", "INDEX"):
+            sql = tuple(f"DROP {kind}{exists} {quote_identifier(n)}" for n in names)
+            if kind == "TABLE":
+                cleanup = tuple(
+                    "DELETE FROM _borealis_sequences WHERE owner_table = " + sql_literal(n)
+                    for n in names)
+                return Statement(Kind.DDL, f"DROP {kind}", sql, read_only=False,
+                                 action=SequenceOp("drop_owned", args=cleanup))
+            return Statement(Kind.DDL, f"DROP {kind}", sql, read_only=False)
+        if kind == "SEQUENCE":
+            return Statement(Kind.DDL, "DROP SEQUENCE", (), read_only=False,
+                             action=SequenceOp("drop_sequence", args=(tuple(names),
+                                                                      bool(exists))))
+        if kind == "SCHEMA":
+            raise unsupported("DROP SCHEMA")
+        raise unsupported(f"DROP {kind}")
+
+    def alter(self, tree: exp.Alter) -> Statement:
+        table = self.rw.table_name(tree.this)
+        actions = tree.args.get("actions") or []
+        if len(actions) != 1:
+            raise unsupported("ALTER TABLE with several actions")
+        action = actions[0]
+        if isinstance(action, exp.ColumnDef):  # ADD COLUMN
+            setup: list[str] = []
+            column = self.column(table, action, setup)
+            if setup:
+                raise unsupported("ADD COLUMN of a SERIAL or IDENTITY column")
+            return Statement(Kind.DDL, "ALTER TABLE",
+                             (f"ALTER TABLE {quote_identifier(table)} ADD COLUMN {column}",),
+                             read_only=False)
+        if isinstance(action, exp.AlterRename):
+            new = self.rw.table_name(action.this)
+            return Statement(Kind.DDL, "ALTER TABLE", (
+                f"ALTER TABLE {quote_identifier(table)} RENAME TO {quote_identifier(new)}",),
+                read_only=False)
+        if isinstance(action, exp.RenameColumn):
+            old, new = _column_name(action.this), _column_name(action.args["to"])
+            return Statement(Kind.DDL, "ALTER TABLE", (
+                f"ALTER TABLE {quote_identifier(table)} RENAME COLUMN "
+                f"{quote_identifier(old)} TO {quote_identifier(new)}",), read_only=False)
+        if isinstance(action, exp.Drop) and str(action.args.get("kind", "")).upper() == "COLUMN":
+            if action.args.get("exists"):
+                raise unsupported("DROP COLUMN IF EXISTS")
+            dropped = (action.args.get("tables") or [action.this])[0]
+            if not isinstance(dropped, exp.Column | exp.Identifier):
+                raise TranslationError("syntax error in DROP COLUMN", "42601")
+            column_name = _column_name(dropped)
+            return Statement(Kind.DDL, "ALTER TABLE", (
+                f"ALTER TABLE {quote_identifier(table)} DROP COLUMN "
+                f"{quote_identifier(column_name)}",), read_only=False)
+        add = action
+        if isinstance(add, exp.AddConstraint):
+            add = add.expressions[0] if add.expressions else add
+        if isinstance(add, exp.Constraint):
+            constraint_name = add.name
+            inner = add.expressions[0] if add.expressions else None
+        else:
+            constraint_name, inner = "", add
+        if isinstance(inner, exp.PrimaryKey):
+            cols = tuple(c.name.lower() for c in inner.expressions)
+            return Statement(Kind.DDL, "ALTER TABLE", (), read_only=False,
+                             action=SequenceOp("add_primary_key", table,
+                                               (cols, constraint_name)))
+        if isinstance(inner, exp.UniqueColumnConstraint):
+            target = inner.this
+            cols_src = target.expressions if isinstance(target, exp.Schema) else inner.expressions
+            unique_cols = [c.name.lower() for c in cols_src]
+            index = constraint_name or f"{table}_{'_'.join(unique_cols)}_key"
+            col_sql = ", ".join(quote_identifier(c) for c in unique_cols)
+            return Statement(Kind.DDL, "ALTER TABLE", (
+                f"CREATE UNIQUE INDEX {quote_identifier(index)} ON {quote_identifier(table)} "
+                f"({col_sql})",), read_only=False)
+        raise unsupported(f"ALTER TABLE {action.sql('postgres')[:60]}")
+
+    def create_sequence(self, tree: exp.Create) -> Statement:
+        name = self.rw.table_name(tree.this)
+        options: dict[str, Any] = {}
+        props = tree.args.get("properties")
+        for prop in (props.expressions if props is not None else []):
+            if isinstance(prop, exp.SequenceProperties):
+                for key in ("start", "increment", "minvalue", "maxvalue", "cycle", "cache"):
+                    value = prop.args.get(key)
+                    if value is not None:
+                        number = literal_int(value) if isinstance(value, exp.Expression) \
+                            else value
+                        options[key] = number
+        return Statement(Kind.DDL, "CREATE SEQUENCE", (), read_only=False,
+                         action=SequenceOp("create_sequence", name, (
+                             tuple(sorted(options.items())), bool(tree.args.get("exists")))))
