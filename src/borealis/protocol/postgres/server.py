@@ -91,17 +91,6 @@ __all__ = ["SERVER_VERSION", "PgServer", "command_tag", "server_tls_context"]
 
 CONNECTIONS_MAX_DEFAULT = 100
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
-PREPARED_STATEMENTS_MAX = 10_000
-"""Named statements one connection may hold (a client that never closes its statements
-must not take the instance's memory)."""
-COPY_BATCH_ROWS = 5_000
-"""Rows of a COPY FROM inserted per trip to the session's thread."""
-COPY_OUT_LINES_PER_WRITE = 1_000
-OID_TEXT = 25
-OID_INT8 = 20
-OID_FLOAT8 = 701
-OID_BYTEA = 17
-OID_BOOL = 16
 
 _REPORTED_AT_STARTUP = ("application_name", "client_encoding", "datestyle",
                         "default_transaction_read_only", "in_hot_standby", "integer_datetimes",
