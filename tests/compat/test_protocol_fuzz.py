@@ -52,7 +52,7 @@ from compat_cluster import Cluster
 from borealis.protocol.postgres import types as pgtypes
 
 SEED_DEFAULT = 0xB0_4EA1
-CASES_DEFAULT = 1500
+CASES_DEFAULT = 800
 SEED = int(os.environ.get("BOREALIS_FUZZ_SEED", str(SEED_DEFAULT)), 0)
 CASES = int(os.environ.get("BOREALIS_FUZZ_CASES", str(CASES_DEFAULT)))
 BATCH_CASES = int(os.environ.get("BOREALIS_FUZZ_BATCH", "100"))
