@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,10 @@ from typing import Any
 import psycopg
 
 from borealis.control.failover import Policy, Role
-from borealis.control.orchestrator import Managed, Orchestrator
+from borealis.control.orchestrator import ControlThread, Managed, Orchestrator
 from borealis.control.processes import InstanceProcess, NodeProcess, storage_fleet
 from borealis.instance.remote import InstanceClient
-from borealis.router.proxy import Endpoint, EndpointKind, Router
+from borealis.router.proxy import Endpoint, EndpointKind
 from borealis.types import VolumeId
 from borealis.volume.geometry import Geometry
 from borealis.volume.spec import VolumeSpec
@@ -61,35 +60,6 @@ def progress(message: str) -> None:
 def pg_address(p: InstanceProcess) -> tuple[str, int]:
     host, _, port = p.ready["pg_address"].rpartition(":")
     return host, int(port)
-
-
-class Control:
-    """The failover loop and the endpoint router on an event loop in a thread."""
-
-    def __init__(self, orchestrator: Orchestrator) -> None:
-        self.orchestrator = orchestrator
-        self.router = Router(orchestrator, hold_s=30.0)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.task = self.call(self._start())
-
-    async def _start(self) -> asyncio.Task[None]:
-        return asyncio.create_task(self.orchestrator.run())
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            await self.router.close()
-            await self.orchestrator.close()
-
-        self.call(shutdown())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def transfer(conn: psycopg.Connection, n: int) -> None:
@@ -116,7 +86,7 @@ def reader_lag(reader: InstanceProcess) -> dict[str, float]:
 def one_run(root: Path, index: int, args: argparse.Namespace) -> dict[str, Any]:
     nodes: list[NodeProcess] = storage_fleet(root)
     made: list[InstanceProcess] = []
-    control: Control | None = None
+    control: ControlThread | None = None
     out: dict[str, Any] = {}
     try:
         with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
@@ -139,9 +109,8 @@ def one_run(root: Path, index: int, args: argparse.Namespace) -> dict[str, Any]:
              Managed("r", reader.address, pg_address(reader), "az2", Role.READER,
                      promotion_tier=0)],
             Policy(writer_dead_after_s=args.detect_s))
-        control = Control(orchestrator)
-        host, port = control.call(control.router.serve(
-            Endpoint("cluster", EndpointKind.WRITER), "127.0.0.1", 0))
+        control = ControlThread(orchestrator)
+        host, port = control.serve(Endpoint("cluster", EndpointKind.WRITER))
         dsn = (f"host={host} port={port} user=postgres dbname=postgres sslmode=disable "
                "connect_timeout=30")
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -6,8 +6,6 @@ lost (every acknowledged transfer is recorded in a ledger row of its own transac
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +14,9 @@ import psycopg
 import pytest
 
 from borealis.control.failover import Policy, Role
-from borealis.control.orchestrator import Managed, Orchestrator
+from borealis.control.orchestrator import ControlThread, Managed, Orchestrator
 from borealis.control.processes import InstanceProcess, NodeProcess
-from borealis.router.proxy import Endpoint, EndpointKind, Router
+from borealis.router.proxy import Endpoint, EndpointKind
 
 ACCOUNTS = 10
 BALANCE = 100
@@ -28,36 +26,6 @@ FAILOVER_S_MAX = 5.0  # the issue's bar, from the kill to the first commit throu
 def _pg(p: InstanceProcess) -> tuple[str, int]:
     host, _, port = p.ready["pg_address"].rpartition(":")
     return host, int(port)
-
-
-class ControlThread:
-    """The orchestrator and the router on one event loop in a thread."""
-
-    def __init__(self, orchestrator: Orchestrator) -> None:
-        self.orchestrator = orchestrator
-        self.router = Router(orchestrator, hold_s=15.0)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.task = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-
-    async def _start(self) -> asyncio.Task[None]:
-        return asyncio.create_task(self.orchestrator.run())
-
-    def serve(self, endpoint: Endpoint) -> tuple[str, int]:
-        return asyncio.run_coroutine_threadsafe(
-            self.router.serve(endpoint, "127.0.0.1", 0), self.loop).result(10)
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            await self.router.close()
-            await self.orchestrator.close()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -78,7 +46,7 @@ def cluster(storage_nodes: list[NodeProcess], instances: list[InstanceProcess],
         Managed("w1", writer.address, _pg(writer), "az1", Role.WRITER, promotion_tier=1),
         Managed("r1", reader_process.address, _pg(reader_process), "az2", Role.READER,
                 promotion_tier=0)], Policy(writer_dead_after_s=1.0))
-    control = ControlThread(orchestrator)
+    control = ControlThread(orchestrator, hold_s=15.0)
     try:
         host, port = control.serve(Endpoint("cluster", EndpointKind.WRITER))
         yield writer, control, (f"host={host} port={port} user=postgres dbname=postgres "

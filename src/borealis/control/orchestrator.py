@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,3 +178,39 @@ class Orchestrator:
             with contextlib.suppress(BorealisError, OSError):
                 await client.close()
         self._clients.clear()
+
+
+class ControlThread:
+    """The failover loop and an endpoint router on their own event loop in a thread, for
+    a process whose main thread is busy with blocking work (a benchmark, a test)."""
+
+    def __init__(self, orchestrator: Orchestrator, *, hold_s: float = 30.0) -> None:
+        from borealis.router.proxy import Router
+
+        self.orchestrator = orchestrator
+        self.router = Router(orchestrator, hold_s=hold_s)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.task: asyncio.Task[None] = self.call(self._start())
+
+    async def _start(self) -> asyncio.Task[None]:
+        return asyncio.create_task(self.orchestrator.run())
+
+    def call(self, coro: Any, timeout_s: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def serve(self, endpoint: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        bound: tuple[str, int] = self.call(self.router.serve(endpoint, host, port))
+        return bound
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            await self.router.close()
+            await self.orchestrator.close()
+
+        self.call(shutdown())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

@@ -146,7 +146,6 @@ class Portal:
     result_formats: tuple[Format, ...]
     rows: deque[tuple[Any, ...]] | None = None
     columns: list[tuple[str, int, int]] | None = None
-    result: Result | None = None
     sent: int = 0
     done: bool = False
     tag: str = ""
@@ -159,8 +158,6 @@ class _Batch:
     """Messages between two Syncs: whether an implicit transaction was opened."""
 
     implicit: bool = False
-    errors: int = 0
-    executes: int = 0
 
 
 class QueryProtocol:

@@ -191,7 +191,6 @@ class _Connection(QueryProtocol, asyncio.Protocol):
         self.pending_begin = False
         self.encrypted = False
         self.running = False
-        self.copy_inbox: asyncio.Queue[Any] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
