@@ -80,6 +80,21 @@ def test_membership_change_needs_a_quorum_in_both_sets() -> None:
     assert tracker.vdl == 9
 
 
+def test_dropping_the_old_set_completes_a_pg_at_once() -> None:
+    """Regression (CI, test_repair): when the old set was what held a PG back, finishing
+    the change must advance VDL right away; no later acknowledgement may come to do it."""
+    old = tuple(seg(0, s) for s in range(6))
+    new = (*old[1:], SegmentId("v/pg0/s0.m1"))
+    tracker = DurabilityTracker()
+    tracker.set_pg(PgIndex(0), [old, new])
+    tracker.add_cpl(LSN(9))
+    for s in (old[1], old[2], old[3], new[-1]):  # old[0] is dead; old[4], old[5] are slow
+        tracker.on_ack(PgIndex(0), s, LSN(9))
+    assert tracker.vdl == 0, "three of the old set are not a quorum of it"
+    assert tracker.set_pg(PgIndex(0), [new])
+    assert tracker.vdl == 9
+
+
 def test_quorum_lsn() -> None:
     assert quorum_lsn([9, 8, 7, 6, 5, 4]) == 6
     assert quorum_lsn([9, 8, 7]) == 0

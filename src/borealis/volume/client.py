@@ -233,7 +233,8 @@ class VolumeClient:
             await asyncio.sleep(RESEND_EVERY_S)
             if not self._waiters:
                 self._schedule_flush()
-        core.finish_membership(pg)
+        if core.finish_membership(pg):
+            self._release(core.vdl)
         assert not core.in_membership_change(pg)
         self.spec.layouts[pg] = new_layout
         self._save_spec()

@@ -34,8 +34,10 @@ class DurabilityTracker:
         self.vdl: LSN = start
         self._cpls: list[int] = []
 
-    def set_pg(self, pg: PgIndex, quorum_sets: list[tuple[SegmentId, ...]]) -> None:
-        """Declare the segment set(s) of a PG (two during a membership change)."""
+    def set_pg(self, pg: PgIndex, quorum_sets: list[tuple[SegmentId, ...]]) -> bool:
+        """Declare the segment set(s) of a PG (two during a membership change). Returns True
+        if VDL advanced: dropping a lagging old set can complete a PG at once, and no
+        acknowledgement may arrive later to notice it."""
         assert quorum_sets
         for segments in quorum_sets:
             assert len(segments) == 6
@@ -43,7 +45,11 @@ class DurabilityTracker:
         for segments in quorum_sets:
             for s in segments:
                 self.acked.setdefault(s, LSN(0))
+        old = self.pgcl.get(pg)
         self._recompute_pg(pg)
+        if old is None or self.pgcl[pg] == old:
+            return False
+        return self._recompute_volume()
 
     def start_at(self, lsn: LSN) -> None:
         """After recovery: everything up to ``lsn`` is known durable on every PG."""

@@ -115,16 +115,18 @@ class WriterCore:
         for s in new.segment_ids:
             self.segment_pg[s] = pg
 
-    def finish_membership(self, pg: PgIndex) -> None:
-        """The new segment caught up: only the new set counts, the replaced one is gone."""
+    def finish_membership(self, pg: PgIndex) -> bool:
+        """The new segment caught up: only the new set counts, the replaced one is gone.
+        Returns True when VDL advanced (the old set was the one holding it back)."""
         current = self.layouts[pg].segment_ids
         old_sets = self.tracker.quorum_sets[pg]
-        self.tracker.set_pg(pg, [current])
+        advanced = self.tracker.set_pg(pg, [current])
         for segments in old_sets:
             for s in segments:
                 if s not in current:
                     self.segment_pg.pop(s, None)
                     self.tracker.acked.pop(s, None)
+        return advanced
 
     def in_membership_change(self, pg: PgIndex) -> bool:
         return len(self.tracker.quorum_sets[pg]) > 1
