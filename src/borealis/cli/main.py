@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from borealis.cli import down, instance, status, storage_node, up
+from borealis.cli import down, instance, router, status, storage_node, up
 from borealis.errors import BorealisError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="borealis", description="Borealis database")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (up, down, status, storage_node, instance):
+    for module in (up, down, status, storage_node, instance, router):
         module.add_parser(sub)
     args = parser.parse_args(argv)
     try:

@@ -20,8 +20,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--data-dir", type=Path, required=True, help="where its log and pages live")
     p.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any free one)")
     p.add_argument("--node-id", help="node name (default: the data dir's name)")
+    p.add_argument("--metrics-listen",
+                   help="HOST:PORT to serve Prometheus metrics on (GET /metrics)")
     p.add_argument("--ready-file", type=Path,
-                   help="write {\"address\": \"host:port\", \"pid\": ...} here once serving")
+                   help="write {\"address\": \"host:port\", \"pid\": ..., "
+                   "\"metrics_address\"} here once serving")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(fn=run)
 
@@ -52,6 +55,7 @@ async def until_signalled() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from borealis.metrics import Metrics, serve_metrics
     from borealis.storage.node import StorageNode
     from borealis.transport.rpc import run as run_loop
 
@@ -60,16 +64,32 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     host, port = parse_address(args.listen)
+    metrics_listen = parse_address(args.metrics_listen) if args.metrics_listen else None
     node_id = args.node_id or args.data_dir.name
 
     async def main() -> None:
         node = StorageNode(node_id, args.az, args.data_dir)
         bound_host, bound_port = await node.start(host, port)
-        write_ready_file(args.ready_file, {"address": f"{bound_host}:{bound_port}",
-                                           "node": node_id, "az": args.az})
+        ready: dict[str, object] = {"address": f"{bound_host}:{bound_port}",
+                                    "node": node_id, "az": args.az}
+        metrics_server = None
+        if metrics_listen is not None:
+            metrics = Metrics({"node": node_id, "az": args.az})
+            node.register_metrics(metrics)
+            try:
+                metrics_server, bound = await serve_metrics(metrics, *metrics_listen,
+                                                            name=f"metrics {node_id}")
+            except OSError as exc:
+                await node.close()
+                raise ConfigError(f"cannot serve metrics on {args.metrics_listen}: "
+                                  f"{exc}") from exc
+            ready["metrics_address"] = f"{bound[0]}:{bound[1]}"
+        write_ready_file(args.ready_file, ready)
         print(f"storage node {node_id} ({args.az}) serving on {bound_host}:{bound_port}",
               flush=True)
         await until_signalled()
+        if metrics_server is not None:
+            await metrics_server.close()
         await node.close()
 
     profile_path = os.environ.get("BOREALIS_PROFILE_DIR")

@@ -20,6 +20,12 @@ connection is **held**, not refused: the router looks again every ``HOLD_POLL_S`
 
 Reader endpoints balance by least connections (the connections this router relays to each
 instance now), falling back to the writer when no reader is healthy.
+
+The set of endpoints can change while the router runs (``Router.apply``): a new endpoint
+starts listening, a removed one stops (its connections go on until they end), one whose
+address changed listens again on the new address, and one whose definition changed (a
+custom endpoint's members) routes new connections, and held ones, by the new definition.
+A held connection whose client goes away is dropped at once, not kept until ``hold_s``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from borealis.metrics import Labels, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,47 +120,166 @@ class Endpoint:
         return min(eligible, key=lambda m: (load[m.instance_id], m.instance_id))
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """An endpoint and the address it should listen on (port 0: any free one)."""
+
+    endpoint: Endpoint
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        assert self.endpoint.name, "an endpoint has a name"
+        assert 0 <= self.port < 65536, f"port {self.port} out of range"
+
+
+@dataclass
+class _Listener:
+    spec: EndpointSpec
+    server: asyncio.AbstractServer
+    address: tuple[str, int]   # as bound
+
+
 class Router:
     """Serves a set of endpoints over one topology."""
 
     def __init__(self, topology: Topology, *, hold_s: float = HOLD_S_DEFAULT) -> None:
+        assert hold_s >= 0
         self.topology = topology
         self.hold_s = hold_s
-        self.load: Counter[str] = Counter()
+        self.load: Counter[str] = Counter()    # connections relayed per instance, now
         self.routed: Counter[str] = Counter()  # connections routed per instance, ever
-        self._servers: dict[str, asyncio.AbstractServer] = {}
+        self.open: Counter[str] = Counter()    # client connections per endpoint, now
+        self.held = 0                  # connections waiting for an instance, now
+        self.held_timed_out = 0        # connections given up on after ``hold_s``, ever
+        self.held_abandoned = 0        # connections whose client left while held, ever
+        self._listeners: dict[str, _Listener] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._apply_lock = asyncio.Lock()
+
+    # --- the endpoint set -------------------------------------------------------------
+
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        """Every endpoint listening now and its bound address."""
+        return {name: listener.address for name, listener in self._listeners.items()}
 
     async def serve(self, endpoint: Endpoint, host: str, port: int) -> tuple[str, int]:
+        """Listen for ``endpoint`` on host:port (replacing its listener if it has one);
+        the address bound. Raises OSError when the address cannot be bound."""
+        spec = EndpointSpec(endpoint, host, port)
+        self.close_endpoint(endpoint.name)
+        name = endpoint.name
         server = await asyncio.start_server(
-            lambda r, w: self._accept(endpoint, r, w), host, port)
-        self._servers[endpoint.name] = server
+            lambda r, w: self._accept(name, endpoint, r, w), host, port)
         bound = server.sockets[0].getsockname()
-        log.info("endpoint serving name=%s kind=%s address=%s:%d", endpoint.name,
+        self._listeners[name] = _Listener(spec, server, (bound[0], bound[1]))
+        log.info("endpoint serving name=%s kind=%s address=%s:%d", name,
                  endpoint.kind.value, bound[0], bound[1])
         return bound[0], bound[1]
 
+    def close_endpoint(self, name: str) -> bool:
+        """Stop listening for endpoint ``name``; whether it was listening. Connections made
+        through it go on until they end."""
+        listener = self._listeners.pop(name, None)
+        if listener is None:
+            return False
+        # Not ``wait_closed``: from Python 3.12 it waits for every connection to end.
+        listener.server.close()
+        log.info("endpoint closed name=%s address=%s:%d", name, *listener.address)
+        return True
+
+    async def apply(self, specs: list[EndpointSpec]) -> dict[str, OSError]:
+        """Make the endpoints served exactly ``specs``: close the ones not in it or whose
+        address changed, then listen for the new ones and those; an endpoint whose address
+        is unchanged keeps its listener and takes the new definition. Returns the
+        endpoints that could not listen, with why; ``apply`` again to retry them."""
+        names = [spec.endpoint.name for spec in specs]
+        assert len(names) == len(set(names)), f"endpoint names repeat: {names}"
+        wanted = {spec.endpoint.name: spec for spec in specs}
+        failed: dict[str, OSError] = {}
+        async with self._apply_lock:
+            # Every close before any open: two endpoints may swap addresses.
+            for name, listener in list(self._listeners.items()):
+                spec = wanted.get(name)
+                if spec is None or (spec.host, spec.port) != (listener.spec.host,
+                                                              listener.spec.port):
+                    self.close_endpoint(name)
+                elif spec != listener.spec:
+                    listener.spec = spec
+                    log.info("endpoint changed name=%s kind=%s", name, spec.endpoint.kind.value)
+            for name, spec in wanted.items():
+                if name in self._listeners:
+                    continue
+                try:
+                    await self.serve(spec.endpoint, spec.host, spec.port)
+                except OSError as exc:
+                    failed[name] = exc
+        assert set(self._listeners) <= set(wanted)
+        assert set(self._listeners) | set(failed) == set(wanted)
+        return failed
+
     async def close(self) -> None:
-        for server in self._servers.values():
-            server.close()
+        for name in list(self._listeners):
+            self.close_endpoint(name)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _accept(self, endpoint: Endpoint, reader: asyncio.StreamReader,
+    def _current(self, endpoint: Endpoint) -> Endpoint:
+        """The endpoint's definition now: a custom endpoint's members may have changed
+        since a connection came in; a removed endpoint keeps the one it had."""
+        listener = self._listeners.get(endpoint.name)
+        return endpoint if listener is None else listener.spec.endpoint
+
+    def register_metrics(self, metrics: Metrics) -> None:
+        """The router's connection families (``borealis_router_*``), read at scrape time."""
+        p = "borealis_router_"
+
+        def per_endpoint() -> list[tuple[Labels, int]]:
+            names = sorted(set(self._listeners) | set(self.open))
+            return [({"endpoint": name}, self.open[name]) for name in names]
+
+        def per_instance(counts: Counter[str]) -> list[tuple[Labels, int]]:
+            ids = sorted({m.instance_id for m in self.topology.members()} | set(counts))
+            return [({"instance": i}, counts[i]) for i in ids]
+
+        metrics.gauge(p + "endpoints", "Endpoints listening", lambda: len(self._listeners))
+        metrics.gauge(p + "endpoint_connections_open",
+                      "Client connections open, per endpoint (relayed, held or starting)",
+                      per_endpoint)
+        metrics.gauge(p + "instance_connections_open",
+                      "Connections relayed to each instance now", lambda: per_instance(self.load))
+        metrics.counter(p + "connections_routed_total", "Connections routed to each instance",
+                        lambda: per_instance(self.routed))
+        metrics.gauge(p + "connections_held", "Connections waiting for an instance now",
+                      lambda: self.held)
+        metrics.counter(p + "held_timed_out_total",
+                        "Held connections refused (57P03) after waiting hold_s",
+                        lambda: self.held_timed_out)
+        metrics.counter(p + "held_abandoned_total",
+                        "Held connections whose client went away while waiting",
+                        lambda: self.held_abandoned)
+
+    # --- connections ------------------------------------------------------------------
+
+    async def _accept(self, name: str, endpoint: Endpoint, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.open[name] += 1
         try:
-            await self._session(endpoint, reader, writer)
+            await self._session(self._current(endpoint), reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            log.debug("endpoint connection ended endpoint=%s: %s", endpoint.name, exc)
+            log.debug("endpoint connection ended endpoint=%s: %s", name, exc)
         except asyncio.CancelledError:
             # The router is closing. The handler ends normally: asyncio's stream server
             # would log a cancelled handler task as an error.
             pass
         finally:
+            self.open[name] -= 1
+            if self.open[name] == 0 and name not in self._listeners:
+                del self.open[name]
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
@@ -167,8 +294,10 @@ class Router:
         if code == CANCEL_REQUEST_CODE and len(first) == 16:
             await self._broadcast_cancel(first)
             return
-        member = await self._pick(endpoint)
+        member = await self._pick(endpoint, reader, writer)
         if member is None:
+            if _client_gone(reader, writer):
+                return
             writer.write(_fatal("57P03", f"endpoint {endpoint.name}: no instance is "
                                          "available (the cluster may be failing over)"))
             await writer.drain()
@@ -195,15 +324,35 @@ class Router:
             with contextlib.suppress(ConnectionError, OSError):
                 await upstream_writer.wait_closed()
 
-    async def _pick(self, endpoint: Endpoint) -> Member | None:
-        """An instance for the endpoint, waiting up to ``hold_s`` for one to appear."""
+    async def _pick(self, endpoint: Endpoint, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> Member | None:
+        """An instance for the endpoint, waiting up to ``hold_s`` for one to appear; None
+        when none did, or when the client went away meanwhile (a client that gives up on a
+        held connection must not cost an instance connection ``hold_s`` later)."""
+        member = self._current(endpoint).choose(self.topology.members(), self.load)
+        if member is not None:
+            return member
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hold_s
-        while True:
-            member = endpoint.choose(self.topology.members(), self.load)
-            if member is not None or loop.time() >= deadline:
-                return member
-            await asyncio.sleep(HOLD_POLL_S)
+        self.held += 1
+        try:
+            while True:
+                if _client_gone(reader, writer):
+                    self.held_abandoned += 1
+                    log.debug("held connection abandoned by its client endpoint=%s",
+                              endpoint.name)
+                    return None
+                if loop.time() >= deadline:
+                    self.held_timed_out += 1
+                    log.info("held connection timed out endpoint=%s hold_s=%s",
+                             endpoint.name, self.hold_s)
+                    return None
+                await asyncio.sleep(HOLD_POLL_S)
+                member = self._current(endpoint).choose(self.topology.members(), self.load)
+                if member is not None:
+                    return member
+        finally:
+            self.held -= 1
 
     async def _broadcast_cancel(self, request: bytes) -> None:
         async def send(member: Member) -> None:
@@ -217,6 +366,13 @@ class Router:
                     await w.wait_closed()
 
         await asyncio.gather(*(send(m) for m in self.topology.members()))
+
+
+def _client_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """The client closed or reset its connection. A client waits for the server's answer
+    to its first message and sends nothing meanwhile, so the stream is otherwise quiet; a
+    client that sent more keeps its bytes buffered for the instance."""
+    return reader.at_eof() or reader.exception() is not None or writer.is_closing()
 
 
 async def _first_message(reader: asyncio.StreamReader) -> bytes | None:

@@ -13,6 +13,10 @@ Background work runs on a timer: gossip pulls to peer nodes for holes, coalescin
 the page store (only synced records, only up to the writer's VDL), GC below the minimum
 read point, and scrubbing of retained records and stored page versions; a corrupt page
 version is fetched again from a peer.
+
+``register_metrics`` exposes the node to Prometheus (``borealis_storage_*``). Counters are
+read at scrape time from ``NodeStats``, the segments' own statistics and the RPC server's;
+the one thing recorded as it happens is the group-commit fsync's latency.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from borealis.errors import (
     UnknownSegmentError,
     UnknownVolumeError,
 )
+from borealis.metrics import Histogram, Labels, Metrics
 from borealis.storage import wire
 from borealis.storage.messages import GossipPull, GossipPush, WriteBatch
 from borealis.storage.pagestore import LmdbPageStore, PageStore
@@ -114,6 +119,8 @@ class StorageNode:
         self.store: PageStore = store or LmdbPageStore(data_dir / "pages")
         self.hosted: dict[SegmentId, _Hosted] = {}
         self.stats = NodeStats()
+        self.fsync_seconds = Histogram()
+        """The group-commit fsyncs' latency (seconds), observed around ``log.sync``."""
         self.pool = ConnectionPool(name=f"node {node_id}")
         self._waiters: list[tuple[int, asyncio.Future[Any], Any]] = []
         self._sync_scheduled = False
@@ -223,6 +230,7 @@ class StorageNode:
         if not self._waiters or self._closing:
             return
         snapshot = [(h, h.segment.scl) for h in self.hosted.values()]
+        started = time.perf_counter()
         try:
             synced = self.log.sync()
         except BorealisError as exc:
@@ -233,6 +241,7 @@ class StorageNode:
                 if not future.done():
                     future.set_exception(exc)
             return
+        self.fsync_seconds.observe(time.perf_counter() - started)
         self.stats.syncs += 1
         for hosted, scl in snapshot:
             if scl > hosted.synced_scl:
@@ -366,6 +375,56 @@ class StorageNode:
             },
             "pages_repaired": self.stats.pages_repaired,
         }
+
+    def register_metrics(self, metrics: Metrics) -> None:
+        """The node's ``borealis_storage_*`` families, read at scrape time."""
+        p = "borealis_storage_"
+
+        def segments_sum(attribute: str) -> int:
+            # Segments are never dropped from ``hosted``: the sums only grow.
+            return sum(getattr(h.segment.stats, attribute) for h in self.hosted.values())
+
+        def server_value(attribute: str) -> int | None:
+            return None if self._server is None else int(getattr(self._server, attribute))
+
+        def scl() -> list[tuple[Labels, int]]:
+            return [({"segment": sid}, int(h.segment.scl))
+                    for sid, h in sorted(self.hosted.items())]
+
+        metrics.counter(p + "requests_total", "RPC requests dispatched",
+                        lambda: self.stats.requests)
+        metrics.counter(p + "bytes_received_total", "Bytes received over RPC",
+                        lambda: server_value("bytes_received"))
+        metrics.counter(p + "bytes_sent_total", "Bytes sent over RPC",
+                        lambda: server_value("bytes_sent"))
+        metrics.counter(p + "records_received_total",
+                        "Redo records received in write batches",
+                        lambda: segments_sum("records_received"))
+        metrics.counter(p + "entries_logged_total", "Entries appended to the node's redo log",
+                        lambda: self.stats.entries_logged)
+        metrics.counter(p + "fsyncs_total", "Group-commit fsyncs of the redo log",
+                        lambda: self.stats.syncs)
+        metrics.histogram(p + "fsync_seconds", "Latency of a group-commit fsync",
+                          self.fsync_seconds)
+        metrics.gauge(p + "segments", "Segments hosted", lambda: len(self.hosted))
+        metrics.gauge(p + "segment_scl", "Segment complete LSN, per segment", scl)
+        metrics.counter(p + "records_coalesced_total", "Records materialised into pages",
+                        lambda: segments_sum("records_coalesced"))
+        metrics.counter(p + "gossip_pulls_total", "Gossip pulls sent to peers",
+                        lambda: segments_sum("gossip_pulls"))
+        metrics.counter(p + "gossip_records_pulled_total", "Records filled in by gossip",
+                        lambda: segments_sum("gossip_records_in"))
+        metrics.counter(p + "gossip_errors_total", "Gossip pulls that failed or were refused",
+                        lambda: self.stats.gossip_errors)
+        metrics.counter(p + "snapshots_installed_total",
+                        "Segment snapshots installed from a peer",
+                        lambda: segments_sum("snapshots_installed"))
+        metrics.counter(p + "corrupt_found_total", "Corrupt records or page versions found",
+                        lambda: segments_sum("corrupt_found"))
+        metrics.counter(p + "pages_repaired_total", "Corrupt page versions repaired from a peer",
+                        lambda: self.stats.pages_repaired)
+        metrics.gauge(p + "uptime_seconds", "Seconds since the node started",
+                      lambda: time.monotonic() - self.stats.started_s)
 
     # --- background -----------------------------------------------------------------------
 
