@@ -67,3 +67,43 @@ def test_a_volume_that_grew_after_a_recovery_recovers_again(
         await client.close()
 
     run(main())
+
+
+def test_a_second_recovery_with_nothing_committed_keeps_every_segment_writable(
+        storage_nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Regression (found by `borealis up`, `down`, `up` with nothing written): the first
+    writer commits nothing, so VDL stays 0 and segments materialise over its truncated
+    range (0, LAL]. The second recovery truncates from VDL 0 again, legitimately; segments
+    that had materialised past 0 refused every batch carrying that truncation as a protocol
+    breach, and the PG ran on 4 of its 6 segments for good."""
+    spec_path = tmp_path / "volume.json"
+    make_spec(storage_nodes).save(spec_path)
+    lal = 64
+
+    async def main() -> None:
+        first = VolumeClient(VolumeSpec.load(spec_path), writer_id="w1", spec_path=spec_path,
+                             lal=lal)
+        await asyncio.wait_for(first.open_writer(), 30)
+        # A read tells the segment it reaches the writer's VDL, the recovery's start (the
+        # truncated range is durable as void): that segment materialises over it.
+        deadline = time.monotonic() + 20
+        while max(await coalesced_points(first)) == 0:
+            assert time.monotonic() < deadline, "no segment materialised the truncation"
+            await first.read_page(0)
+            await asyncio.sleep(0.05)
+        await first.close()
+        second = VolumeClient(VolumeSpec.load(spec_path), writer_id="w2", spec_path=spec_path,
+                              lal=lal)
+        await asyncio.wait_for(second.open_writer(), 30)
+        for page in range(4):
+            await second.commit([PageWrite(PageNo(page), bytes([page + 1]) * 4096)])
+        core = second.core
+        assert core is not None
+        deadline = time.monotonic() + 10
+        while not all(core.tracker.acked.get(s, 0) >= core.vdl for s in core.segment_pg):
+            assert time.monotonic() < deadline, {
+                s: core.tracker.acked.get(s, 0) for s in core.segment_pg}
+            await asyncio.sleep(0.05)
+        await second.close()
+
+    run(main())

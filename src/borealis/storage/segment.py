@@ -317,7 +317,8 @@ class Segment:
             # protocol breach. An older one a recovery adopts may well lie below it: a PG
             # created after that truncation never had it (and no record in its range), and
             # has materialised past it since (bench/engine.py, 1 GB: recovery stuck).
-            if msg.truncation.epoch >= msg.epoch and msg.truncation.start < self.coalesced:
+            if (msg.truncation.epoch >= msg.epoch and msg.truncation.start < self.coalesced
+                    and not self._void_between(msg.truncation.start, self.coalesced)):
                 raise ProtocolError(
                     f"segment {self.segment_id}: truncation {msg.truncation} starts below "
                     f"the materialised point {self.coalesced}"
@@ -351,6 +352,21 @@ class Segment:
         self.all_scl = max(self.all_scl, msg.all_scl)
         self.known_vdl = max(self.known_vdl, msg.vdl)
         return entries, WriteAck(self.segment_id, self.scl, self.epoch)
+
+    def _void_between(self, lo: LSN, hi: LSN) -> bool:
+        """Whether every LSN in ``(lo, hi]`` lies in a truncation we hold, so that nothing
+        valid can have been materialised there: a writer of epoch E allocates only above
+        its own truncation, so the LSNs of a truncation's range hold only void records.
+        (After a recovery that found nothing to keep, coalescing moves over the truncated
+        range; a second such recovery truncates from the same VDL again: legitimate.)"""
+        reached = lo
+        for t in sorted(self.truncations, key=lambda t: t.start):
+            if t.start > reached:
+                break
+            reached = max(reached, t.end)
+            if reached >= hi:
+                return True
+        return reached >= hi
 
     def _check_page(self, record: RedoRecord) -> None:
         if not self.first_page <= record.page < self.first_page + self.pg_pages:
