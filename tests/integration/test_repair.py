@@ -141,6 +141,15 @@ def test_lost_node_is_rebuilt_on_a_spare_while_writes_continue(
         with pytest.raises(BadRequestError):
             await client.replace_segment(PgIndex(0), replaced[min(replaced)], NodeId("az2-n1"))
         await client.close()
+        # The next writer recovers the repaired volume. Regression (found by the cluster
+        # test): opening creates every PG again, and the segments that had been created
+        # with the old peers refused the new peer list, so no writer could ever open.
+        successor = VolumeClient(VolumeSpec.load(tmp_path / "volume.json"), writer_id="w2",
+                                 spec_path=tmp_path / "volume.json")
+        await asyncio.wait_for(successor.open_writer(), 30)
+        for page, image in model.pages.items():
+            assert (await successor.read_page(page)).image == image, f"page {page}"
+        await successor.close()
 
     asyncio.run(asyncio.wait_for(main(), 150))
 

@@ -799,8 +799,9 @@ def test_bad_input_gets_a_typed_error_or_a_closed_connection_and_the_node_serves
             exc = await refused("get_page", wire.encode(GetPage(segment, PageNo(10**6),
                                                                 LSN(lsn))))
             assert isinstance(exc, BadRequestError), exc
-            # A conflicting create of an existing segment.
-            exc = await refused("create", [segment, "t", 0, 0, 64, [[segment, "1.2.3.4:5"]]])
+            # A create of an existing segment with another geometry (another peer list is
+            # accepted: a writer creates every PG again after a membership change).
+            exc = await refused("create", [segment, "t", 0, 0, 65, [[segment, "1.2.3.4:5"]]])
             assert isinstance(exc, BadRequestError), exc
 
             # The node is alive, unchanged, and serves everyone.

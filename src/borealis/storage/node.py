@@ -98,6 +98,10 @@ class _Hosted:
     gc_done_below: LSN = LSN(0)
 
 
+def _geometry(spec: wire.CreateSegment) -> tuple[str, int, int, int]:
+    return spec.volume, spec.pg, spec.first_page, spec.pg_pages
+
+
 @dataclass
 class NodeStats:
     requests: int = 0
@@ -327,8 +331,12 @@ class StorageNode:
     def _create(self, spec: wire.CreateSegment) -> Any:
         existing = self.hosted.get(spec.segment)
         if existing is not None:
-            if existing.spec != spec:
-                raise BadRequestError(f"segment {spec.segment} exists with another spec")
+            if _geometry(existing.spec) != _geometry(spec):
+                raise BadRequestError(f"segment {spec.segment} exists with another geometry")
+            # A writer creates every PG again when it opens (idempotent); after a membership
+            # change its peers differ from those we were created with: learn their
+            # addresses, for gossip. (Who the members are is the membership epoch's.)
+            existing.peer_addresses.update(dict(spec.peers))
             return None
         self._host(spec)
         seq = self._log_entries(spec.segment, [("create", wire.encode(spec))])
