@@ -5,14 +5,33 @@ from __future__ import annotations
 import argparse
 import sys
 
-from borealis.cli import down, instance, router, status, storage_node, up
+from borealis.cli import (
+    control_plane,
+    down,
+    endpoint,
+    events,
+    failover,
+    instance,
+    instances,
+    router,
+    status,
+    storage,
+    storage_node,
+    up,
+)
 from borealis.errors import BorealisError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="borealis", description="Borealis database")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (up, down, status, storage_node, instance, router):
+    for module in (up, down, status, failover):
+        module.add_parser(sub)
+    group = sub.add_parser("instance", help="database instances: add, remove, list, run")
+    verbs = group.add_subparsers(dest="verb", required=True)
+    instances.add_verbs(verbs)
+    instance.add_parser(verbs)  # instance run: one instance in the foreground
+    for module in (endpoint, storage, events, storage_node, router, control_plane):
         module.add_parser(sub)
     args = parser.parse_args(argv)
     try:

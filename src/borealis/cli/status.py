@@ -1,92 +1,105 @@
-"""``borealis status [--json]``: the local cluster's processes and storage state."""
+"""``borealis status [--json]``: the cluster's instances, storage nodes, protection groups
+and endpoints, as the control plane sees them; from the coordination store (everything
+down) when no control plane runs.
+
+``--json`` keys (stable): ``state``, ``endpoints`` (name -> "host:port", at least
+``writer`` and ``reader``), ``instances[]`` (``id``, ``role``, ``az``, ``state``, ``pid``,
+``lag_ms``, ``pg_address``...), ``storage_nodes[]`` (``id``, ``az``, ``state``, ``pid``,
+``segments``...), ``protection_groups[]`` (``pg``, ``healthy`` of 6, ``segments[]``).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-from borealis.cli.cluster_state import ClusterState
-from borealis.errors import BorealisError
-from borealis.types import WRITE_QUORUM
+from borealis.cli.cluster_api import call, control_ready, data_dir_argument
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", help="show the local cluster")
-    p.add_argument("--data-dir", type=Path, default=Path(".borealis"))
+    p = sub.add_parser("status", help="show the cluster")
+    data_dir_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=run)
 
 
-async def _node_status(address: str) -> dict[str, Any] | None:
-    from borealis.transport.rpc import RpcClient
+def offline_view(data_dir: Path) -> dict[str, Any]:
+    """What the store says about a cluster whose control plane is not running."""
+    from borealis.control.clusterspec import ClusterSpec
+    from borealis.control.store import SqliteStore
 
-    host, _, port = address.rpartition(":")
+    path = data_dir.resolve() / "control" / "store.db"
+    view: dict[str, Any] = {"state": "down", "data_dir": str(data_dir.resolve()),
+                            "endpoints": {}, "instances": [], "storage_nodes": [],
+                            "protection_groups": []}
+    if not path.exists():
+        view["state"] = "absent"
+        return view
+    store = SqliteStore(path)
     try:
-        client = await RpcClient(name="status").connect(host, int(port), timeout_s=1.0)
-    except BorealisError:
-        return None
-    try:
-        result: dict[str, Any] = await client.call("node_status", None, timeout_s=2.0)
-        return result
-    except BorealisError:
-        return None
+        saved = store.get("spec")
+        spec = ClusterSpec.from_json(json.loads(saved.value)) if saved else ClusterSpec()
+        for entry in store.range("endpoints/"):
+            e = json.loads(entry.value)
+            view["endpoints"][e["name"]] = f"{spec.host}:{e['port']}"
+        for entry in store.range("instances/"):
+            r = json.loads(entry.value)
+            view["instances"].append({"id": r["id"], "role": r["role"], "az": r["az"],
+                                      "state": "down", "pid": None, "lag_ms": None,
+                                      "promotion_tier": r["promotion_tier"]})
+        for entry in store.range("nodes/"):
+            r = json.loads(entry.value)
+            view["storage_nodes"].append({"id": r["id"], "az": r["az"], "state": "down",
+                                          "pid": None})
     finally:
-        await client.close()
-
-
-def collect(data_dir: Path) -> dict[str, Any]:
-    state = ClusterState.load_or_new(data_dir)
-    running = [n for n in state.nodes if state.is_ours(n)]
-    statuses = {}
-    if running:
-        async def gather() -> list[dict[str, Any] | None]:
-            return await asyncio.gather(*(_node_status(n.address) for n in running))
-        statuses = dict(zip([n.node for n in running], asyncio.run(gather()), strict=True))
-    nodes = []
-    segments: dict[str, list[tuple[str, int]]] = {}
-    for n in state.nodes:
-        st = statuses.get(n.node)
-        state_name = "up" if st is not None else ("unresponsive" if n in running else "down")
-        nodes.append({
-            "id": n.node, "az": n.az, "state": state_name, "pid": n.pid if n in running else None,
-            "address": n.address, "segments": (st or {}).get("segments", {}),
-        })
-        for sid, info in ((st or {}).get("segments") or {}).items():
-            pg = sid.split("/")[1]
-            segments.setdefault(pg, []).append((sid, int(info["scl"])))
-    pgs = []
-    for pg, members in sorted(segments.items()):
-        scls = sorted((scl for _, scl in members), reverse=True)
-        pgs.append({"pg": pg, "segments_up": len(members),
-                    "pgcl": scls[WRITE_QUORUM - 1] if len(scls) >= WRITE_QUORUM else None,
-                    "write_quorum": len(members) >= WRITE_QUORUM})
-    return {
-        "data_dir": str(state.data_dir),
-        "endpoints": {"writer": None, "reader": None},
-        "instances": [],
-        "storage_nodes": nodes,
-        "protection_groups": pgs,
-        "note": "SQL instances and endpoints are not built yet",
-    }
+        store.close()
+    return view
 
 
 def run(args: argparse.Namespace) -> int:
-    data = collect(args.data_dir)
+    if control_ready(args.data_dir) is not None:
+        view = call(args.data_dir, "GET", "/v1/cluster")
+    else:
+        view = offline_view(args.data_dir)
     if args.json:
-        print(json.dumps(data))
+        print(json.dumps(view, indent=1))
         return 0
-    print(f"Borealis local cluster in {data['data_dir']}")
-    print(f"{'storage node':<14}{'az':<6}{'state':<14}{'pid':<9}{'address':<22}segments")
-    for n in data["storage_nodes"]:
-        print(f"{n['id']:<14}{n['az']:<6}{n['state']:<14}{n['pid'] or '-'!s:<9}"
-              f"{n['address'] or '-':<22}{len(n['segments'])}")
-    if data["protection_groups"]:
-        print(f"\n{'PG':<8}{'segments up':<14}{'PGCL':<12}write quorum")
-        for pg in data["protection_groups"]:
-            print(f"{pg['pg']:<8}{pg['segments_up']:<14}{pg['pgcl']!s:<12}"
-                  f"{'yes' if pg['write_quorum'] else 'NO'}")
-    print("\nEndpoints: none yet (SQL instances are not built yet).")
+    if view["state"] == "absent":
+        print(f"No cluster in {args.data_dir} (borealis up --data-dir {args.data_dir}).")
+        return 0
+    print(f"Cluster in {view['data_dir']}: {view['state']}")
+    if view["state"] == "down":
+        print(f"  (not running: borealis up --data-dir {args.data_dir})")
+    print()
+    print("Endpoints")
+    for name, address in view["endpoints"].items():
+        print(f"  {name:<14} {address}")
+    print()
+    print("Instances")
+    print(f"  {'id':<8} {'role':<7} {'az':<5} {'state':<10} {'pid':>7}  {'lag ms':>8}  "
+          f"{'tier':>4}  postgres")
+    for i in view["instances"]:
+        lag = "" if i.get("lag_ms") is None else f"{i['lag_ms']:.1f}"
+        print(f"  {i['id']:<8} {i['role']:<7} {i['az']:<5} {i['state']:<10} "
+              f"{i['pid'] or '-':>7}  {lag:>8}  {i.get('promotion_tier', ''):>4}  "
+              f"{i.get('pg_address', '')}")
+    print()
+    print("Storage nodes")
+    for az in sorted({n["az"] for n in view["storage_nodes"]}):
+        row = [f"{n['id']} {n['state']}" + (f" ({n['segments']} seg)" if "segments" in n
+                                            else "")
+               for n in view["storage_nodes"] if n["az"] == az]
+        print(f"  {az}: " + ", ".join(row))
+    pgs = view.get("protection_groups") or []
+    if pgs:
+        print()
+        print("Protection groups (segments keeping up with the writer, of 6)")
+        for pg in pgs:
+            healthy = pg.get("healthy")
+            mark = "?" if healthy is None else f"{healthy}/6"
+            lagging = [s["node"] for s in pg.get("segments", []) if s.get("healthy") is False]
+            note = f"  behind or down: {', '.join(lagging)}" if lagging else ""
+            print(f"  PG {pg['pg']:<4} {mark}{note}")
     return 0

@@ -1,152 +1,169 @@
-"""``borealis up``: start the local storage cluster, then run the demo writer.
+"""``borealis up``: start a complete local cluster and return once it is healthy.
 
-Six storage-node processes (two in each of three AZs) are started in the background and
-keep running after this command returns; the demo writer then becomes the volume's
-writer (recovering it: sealing a new epoch, finding VDL, truncating above it), commits
-for a few seconds with eight concurrent committers, reads everything back and prints
-what it measured. The SQL engine, readers, endpoints and control plane come later.
+It starts the control plane (``borealis control-plane``, detached, logging to
+``DATA_DIR/logs/control-plane.log``), which starts the storage nodes, the writer, the
+readers and the router (see ``control.plane``); meanwhile ``up`` prints the cluster's
+events as progress. Then it prints the endpoints and a ``psql`` command to paste. Run
+again on a running cluster, it starts the storage nodes that are not running (after a
+node or an AZ was killed) and says so; after ``borealis down`` it brings the same cluster
+back, data included.
+
+The master password comes from ``--master-password``, else ``BOREALIS_MASTER_PASSWORD``,
+else the one generated at the first ``up``: stored in ``DATA_DIR/master-password``
+(mode 0600) and printed that one time.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import random
+import os
+import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from borealis.cli.cluster_state import ClusterState
+from borealis.cli.cluster_api import call, control_ready, data_dir_argument
 from borealis.errors import BorealisError
 
-DEMO_PAGES = 256
-DEMO_COMMITTERS = 8
+START_TIMEOUT_S = 20.0
+HEALTHY_TIMEOUT_S = 300.0
+PASSWORD_FILE = "master-password"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("up", help="start the local storage cluster and run the demo writer")
-    p.add_argument("--data-dir", type=Path, default=Path(".borealis"),
-                   help="where the cluster keeps everything (default: ./.borealis)")
-    p.add_argument("--demo-seconds", type=float, default=3.0,
-                   help="how long the demo writer commits (0: no demo)")
-    p.add_argument("--pg-mib", type=int, default=16,
-                   help="protection group size in MiB for a new volume (default 16)")
+    p = sub.add_parser("up", help="start a local cluster (storage nodes, writer, readers, "
+                       "endpoints, control plane)")
+    data_dir_argument(p)
+    p.add_argument("--spec", type=Path,
+                   help="cluster spec (TOML; see docs/cluster.md), used at the first up")
+    p.add_argument("--master-password",
+                   help="password of the master user (default: BOREALIS_MASTER_PASSWORD, "
+                   "else generated at the first up and stored in DATA_DIR/master-password)")
+    p.add_argument("--timeout", type=float, default=HEALTHY_TIMEOUT_S,
+                   help="seconds to wait for the cluster to become healthy")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(fn=run)
 
 
-def say(text: str) -> None:
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def master_password(data_dir: Path, given: str | None) -> tuple[str, str]:
+    """(password, where it came from). Generates and stores one when none is given."""
+    if given:
+        return given, "--master-password"
+    env = os.environ.get("BOREALIS_MASTER_PASSWORD")
+    if env:
+        return env, "BOREALIS_MASTER_PASSWORD"
+    path = data_dir / PASSWORD_FILE
+    if path.exists():
+        return path.read_text().strip(), str(path)
+    password = secrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password, "generated"
+
+
 def run(args: argparse.Namespace) -> int:
-    state = ClusterState.load_or_new(args.data_dir)
-    state.data_dir.mkdir(parents=True, exist_ok=True)
-    say(f"Borealis local cluster in {state.data_dir}")
-    started = 0
-    for node in state.nodes:
-        if state.is_ours(node):
-            say(f"  storage node {node.node:<7} {node.az}  already running  pid {node.pid}  "
-                f"{node.address}")
-            continue
-        t = time.perf_counter()
-        try:
-            node.start()
-        except BorealisError as exc:
-            say(f"  storage node {node.node} failed to start: {exc}")
-            state.save()
-            return 1
-        started += 1
-        state.save()
-        say(f"  storage node {node.node:<7} {node.az}  started in {time.perf_counter() - t:.2f}s"
-            f"  pid {node.pid}  {node.address}  (log: {node.log_path})")
-    say(f"{started} started, {len(state.nodes) - started} already running.")
-    if args.demo_seconds > 0:
-        try:
-            summary = asyncio.run(_demo(state, args.demo_seconds, args.pg_mib))
-        except BorealisError as exc:
-            say(f"demo writer failed: {exc}")
-            return 1
-        say(json.dumps(summary))
-    say("")
-    say(f"The storage cluster keeps running.  borealis status --data-dir {args.data_dir}   "
-        f"borealis down --data-dir {args.data_dir}")
-    say("Not built yet: SQL instances, readers, endpoints and the control plane "
-        "(so there is no psql command to paste yet).")
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    log = (lambda text="": None) if args.quiet else say
+    if control_ready(data_dir) is not None:
+        started = call(data_dir, "POST", "/v1/start", {}, timeout_s=120)
+        cluster = call(data_dir, "GET", "/v1/cluster")
+        say(f"The cluster in {data_dir} is already running ({cluster['state']}).")
+        if started["started"]:
+            say(f"Started again: storage nodes {', '.join(started['started'])}.")
+        for node, error in started["failed"].items():
+            say(f"Storage node {node} did not start: {error}")
+        _summary(data_dir, cluster, None)
+        return 0
+    password, source = master_password(data_dir, args.master_password)
+    log(f"Starting a Borealis cluster in {data_dir}")
+    (data_dir / "logs").mkdir(exist_ok=True)
+    control_log = data_dir / "logs" / "control-plane.log"
+    argv = [sys.executable, "-m", "borealis", "control-plane", "--data-dir", str(data_dir)]
+    if args.spec is not None:
+        argv += ["--spec", str(args.spec.resolve())]
+    ready_file = data_dir / "control" / "ready.json"
+    ready_file.unlink(missing_ok=True)
+    env = {**os.environ, "BOREALIS_MASTER_PASSWORD": password}
+    with open(control_log, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while control_ready(data_dir) is None:
+        if proc.poll() is not None:
+            raise BorealisError(f"the control plane exited with {proc.returncode}:\n"
+                                + _tail(control_log))
+        if time.monotonic() > deadline:
+            raise BorealisError(f"the control plane did not start in {START_TIMEOUT_S:.0f} "
+                                f"s; see {control_log}")
+        time.sleep(0.05)
+    log(f"  control plane        pid {proc.pid}  (log: {control_log})")
+    seen = _last_event(data_dir)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        for event in call(data_dir, "GET", f"/v1/events?after={seen}"):
+            seen = event["seq"]
+            log(f"  {event['message']}")
+        cluster = call(data_dir, "GET", "/v1/cluster")
+        if cluster["state"] == "healthy":
+            break
+        if cluster["state"] == "failed":
+            raise BorealisError(f"the cluster did not start: {cluster.get('error')}; logs in "
+                                f"{data_dir / 'logs'}")
+        if time.monotonic() > deadline:
+            raise BorealisError(f"the cluster was not healthy after {args.timeout:.0f} s "
+                                f"(state {cluster['state']}); logs in {data_dir / 'logs'}")
+        time.sleep(0.2)
+    _summary(data_dir, cluster, (password, source))
     return 0
 
 
-async def _demo(state: ClusterState, seconds: float, pg_mib: int) -> dict[str, Any]:
-    from borealis.transport.rpc import install_uvloop
-    from borealis.types import PageNo, VolumeId
-    from borealis.volume.client import VolumeClient
-    from borealis.volume.geometry import Geometry
-    from borealis.volume.spec import VolumeSpec
-    from borealis.volume.writer import PageWrite
+def _last_event(data_dir: Path) -> int:
+    events = call(data_dir, "GET", "/v1/events")
+    return int(events[-1]["seq"]) if events else 0
 
-    del install_uvloop  # asyncio.run already chose the loop; uvloop is for the servers
-    nodes = {n.node: n.info() for n in state.nodes}
-    if state.spec_path.exists():
-        spec = VolumeSpec.load(state.spec_path)
-        spec.nodes = nodes
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _summary(data_dir: Path, cluster: dict[str, Any],
+             password: tuple[str, str] | None) -> None:
+    writer = cluster["endpoints"]["writer"]
+    reader = cluster["endpoints"]["reader"]
+    host, _, wport = writer.rpartition(":")
+    user, database = cluster["master_user"], cluster["database"]
+    say()
+    say(f"Writer endpoint:  {writer}")
+    say(f"Reader endpoint:  {reader}")
+    for e in cluster.get("endpoint_list", []):
+        if e.get("custom"):
+            say(f"Custom endpoint:  {e['address']}  ({e['name']}, {e['type']})")
+    say("Instances:        " + ", ".join(
+        f"{i['id']} ({i['role']}, {i['az']})" for i in cluster["instances"]))
+    say(f"Storage nodes:    {len(cluster['storage_nodes'])} in "
+        f"{len({n['az'] for n in cluster['storage_nodes']})} AZs")
+    stored = data_dir / PASSWORD_FILE
+    if password is not None and password[1] == "generated":
+        say()
+        say(f"Master user {user}, password (shown once; kept in {stored}, mode 0600):")
+        say(f"  {password[0]}")
+    say()
+    say("Connect:")
+    if stored.exists() and (password is None or password[1] in ("generated", str(stored))):
+        say(f"  PGPASSWORD=\"$(cat {stored})\" psql -h {host} -p {wport} -U {user} {database}")
     else:
-        spec = VolumeSpec(Geometry(VolumeId("demo"), pg_bytes=pg_mib * 2**20), nodes)
-    client = VolumeClient(spec, writer_id=f"demo-{int(time.time())}", spec_path=state.spec_path)
-    t = time.perf_counter()
-    result = await client.open_writer()
-    recovery_s = time.perf_counter() - t
-    say(f"Demo writer: recovered the volume in {recovery_s * 1000:.0f} ms: epoch "
-        f"{result.epoch}, VDL {result.vdl}, new writes start above {result.start}.")
-    rng = random.Random()
-    pages: dict[int, bytes] = {}
-    for page in range(DEMO_PAGES):
-        found = await client.read_page(page)
-        if found.image is not None:
-            pages[page] = found.image
-    say(f"Demo writer: read back {len(pages)} pages written by earlier runs; committing "
-        f"for {seconds:.0f}s with {DEMO_COMMITTERS} committers...")
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def committer() -> None:
-        while time.perf_counter() < deadline:
-            writes = []
-            for page in rng.sample(range(DEMO_PAGES), 4):
-                old = pages.get(page)
-                new = bytearray(old if old is not None else bytes(4096))
-                at = rng.randrange(4096 - 100)
-                new[at:at + 100] = rng.randbytes(100)
-                pages[page] = bytes(new)
-                writes.append(PageWrite(PageNo(page), bytes(new), old))
-            t0 = time.perf_counter()
-            await client.commit(writes)
-            latencies.append(time.perf_counter() - t0)
-
-    t = time.perf_counter()
-    await asyncio.gather(*(committer() for _ in range(DEMO_COMMITTERS)))
-    elapsed = time.perf_counter() - t
-    mismatched = 0
-    for page, image in pages.items():
-        found = await client.read_page(page)
-        mismatched += found.image != image
-    await client.close()
-    latencies.sort()
-    summary = {
-        "commits": len(latencies),
-        "commits_per_s": round(len(latencies) / elapsed, 1),
-        "commit_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2) if latencies else None,
-        "commit_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2)
-        if latencies else None,
-        "vdl": client.vdl,
-        "epoch": result.epoch,
-        "recovery_ms": round(recovery_s * 1000, 1),
-        "pages_checked": len(pages),
-        "pages_mismatched": mismatched,
-    }
-    if mismatched:
-        print(f"ERROR: {mismatched} pages read back differently", file=sys.stderr)
-    else:
-        say(f"Demo writer: {len(latencies)} durable commits; all {len(pages)} pages read back "
-            "exactly as committed.")
-    return summary
+        say(f"  psql -h {host} -p {wport} -U {user} {database}")
+    say()
+    say(f"  borealis status --data-dir {data_dir}     borealis down --data-dir {data_dir}")

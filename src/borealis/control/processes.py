@@ -163,7 +163,7 @@ class InstanceProcess(_Managed):
         return f"instance {self.instance_id}"
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "borealis", "instance", "--role", self.role,
+        return [sys.executable, "-m", "borealis", "instance", "run", "--role", self.role,
                 "--volume", str(self.volume), "--instance-id", self.instance_id,
                 "--az", self.az, "--listen", f"127.0.0.1:{self.port}",
                 "--ready-file", str(self.ready_file), *self.extra_args]

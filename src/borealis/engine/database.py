@@ -54,6 +54,7 @@ from borealis.errors import (
     StorageError,
     UnsafeSettingError,
 )
+from borealis.metrics import Histogram
 from borealis.types import LSN
 from borealis.volume.client import VolumeClient
 from borealis.volume.writer import PageWrite
@@ -149,11 +150,15 @@ class Database:
     """The SQL engine of one instance on one volume: the writer, or a reader (replica)."""
 
     def __init__(self, client: VolumeClient, *, cache_bytes: int = CACHE_BYTES_DEFAULT,
-                 lock_timeout_s: float = LOCK_TIMEOUT_S_DEFAULT) -> None:
+                 lock_timeout_s: float = LOCK_TIMEOUT_S_DEFAULT,
+                 commit_latency: Histogram | None = None) -> None:
         self.client = client
         self.lock_timeout_s = lock_timeout_s
         self.cache = PageCache(cache_bytes)
         self.stats = DatabaseStats()
+        self.commit_latency = commit_latency if commit_latency is not None else Histogram()
+        """Seconds from running a statement that commits to its acknowledgement (durable);
+        an instance passes its own, so that it outlives a promotion's new engine."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state: VolumeState | None = None
         self._vfs: VolumeVfs | None = None
@@ -220,6 +225,16 @@ class Database:
         await session._open(setup)
         self._sessions.add(session)
         return session
+
+    @property
+    def sessions_open(self) -> int:
+        return len(self._sessions)
+
+    def interrupt_all(self) -> None:
+        """Stop every running statement (shutting down): their sessions' threads are then
+        free to close their connections. Safe from any thread."""
+        for session in list(self._sessions):
+            session.interrupt()
 
     async def close(self) -> None:
         for session in list(self._sessions):
@@ -310,8 +325,9 @@ class Session:
             # the GIL slowed the one holding the lock (bench/engine.py, 8 sessions).
             await self._acquire_turn()
             self._holds_turn = True
+        started = time.perf_counter()
         try:
-            result, wait_for, in_transaction = await loop.run_in_executor(
+            result, wait_for, in_transaction, committed = await loop.run_in_executor(
                 self._executor, self._run, sql, params)
         except BaseException:
             self._release_turn()
@@ -330,6 +346,8 @@ class Session:
         self._deferred = LSN(0)
         if wait_for:
             await self.db.wait_durable(wait_for)
+        if committed:  # acknowledged durable here
+            self.db.commit_latency.observe(time.perf_counter() - started)
         return result
 
     async def describe(self, sql: str) -> Description:
@@ -420,7 +438,7 @@ class Session:
         if self._conn is not None:
             self._conn.interrupt()
 
-    def _run(self, sql: str, params: Any) -> tuple[Result, LSN, bool]:
+    def _run(self, sql: str, params: Any) -> tuple[Result, LSN, bool, bool]:
         conn, file = self._conn, self._file
         assert conn is not None and file is not None
         file.max_version_read = LSN(0)
@@ -479,7 +497,7 @@ class Session:
         result = Result(rows, columns, conn.total_changes() - changes_before, decltypes,
                         conn.changes())
         return (result, LSN(max(file.max_version_read, file.commit_lsn)),
-                not conn.getautocommit())
+                not conn.getautocommit(), bool(file.commit_lsn))
 
     def _authorize(self, op: int, p1: str | None, p2: str | None, dbname: str | None,
                    trigger: str | None) -> int:

@@ -8,12 +8,22 @@ it has received: whatever it reads there is durable and committed, and since VDL
 stops at commit points, transactions become visible whole and in commit order. Pages it
 does not hold it reads from storage at that read point, from any segment caught up to it.
 
-A message is ``[prev, last, block, vdl, allocated, sent_at]``: the records with LSNs in
-``(prev, last]`` (a record block), the writer's VDL, its highest allocated LSN and the wall
-time it sent the message. A reader whose position is not ``prev`` missed messages (it was
-slow, or reconnected): it keeps no cached version past its position open-ended
+A message is ``[prev, last, block, vdl, allocated, sent_at, epoch]``: the records with LSNs
+in ``(prev, last]`` (a record block), the writer's VDL, its highest allocated LSN, the wall
+time it sent the message and the writer's volume epoch (a six-element message, from an
+older writer, has no epoch). A reader whose position is not ``prev`` missed messages (it
+was slow, or reconnected): it keeps no cached version past its position open-ended
 (``PageCache.close_open``) and goes on from ``last``; the pages it needs again come from
 storage. Nothing is reloaded and nothing is replayed.
+
+A reader re-pointed to a new writer (after a failover, ``follow``) sees a newer epoch. The
+new writer's recovery voided whatever the old one streamed above the recovered VDL (the
+truncation ``(VDL, VDL + LAL]``), and the new stream starts above that range, so the reader
+handles the change as a gap even when ``prev`` happens to equal its position: no version
+it cached from the old stream stays valid past that position, and its new read points (the
+new writer's VDLs, above the truncation) miss those versions and read from storage. A
+message of an older epoch than the reader's is refused (``FencedError``): the old writer,
+fenced but perhaps still sending heartbeats, drops the reader.
 
 The reply is ``[vdl, oldest_read_point]``: how far the reader has come, and the oldest read
 point its transactions use, which the writer passes to storage as the minimum read point
@@ -34,7 +44,7 @@ from typing import Any
 from borealis import delta
 from borealis.engine.pagecache import PageCache
 from borealis.engine.vfs import Backend, VolumeState
-from borealis.errors import BorealisError, ProtocolError
+from borealis.errors import BorealisError, FencedError, ProtocolError
 from borealis.storage.record import RecordKind, RedoRecord, decode_block, encode_block
 from borealis.types import LSN
 from borealis.volume.client import VolumeClient
@@ -75,6 +85,9 @@ class RedoPublisher:
         self._scheduled = False
         self._last_sent_s = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.messages_sent = 0
+        self.bytes_sent = 0
+        """Bytes of record blocks sent, summed over the readers they were sent to."""
         client.on_append.append(self._appended)
         client.on_vdl.append(self._vdl_moved)
 
@@ -132,7 +145,9 @@ class RedoPublisher:
         self._vdl_sent = self._vdl
         core = self.client.core
         allocated = core.allocated if core is not None else last
-        message = [prev, last, encode_block(records), self._vdl, allocated, time.time()]
+        epoch = core.epoch if core is not None else 0
+        block = encode_block(records)
+        message = [prev, last, block, self._vdl, allocated, time.time(), epoch]
         for sub in list(self.subscribers.values()):
             if sub.inflight >= SUBSCRIBER_INFLIGHT_MAX:
                 log.warning("reader %s is %d messages behind: dropped (it catches up from "
@@ -140,6 +155,8 @@ class RedoPublisher:
                 self.unsubscribe(sub.name)
                 continue
             sub.inflight += 1
+            self.messages_sent += 1
+            self.bytes_sent += len(block)
             task = asyncio.get_running_loop().create_task(self._send(sub, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -173,6 +190,8 @@ class ReplicaStats:
     patched: int = 0
     superseded: int = 0
     gaps: int = 0
+    writer_changes: int = 0
+    stale_refused: int = 0
     lags_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=LAG_SAMPLES))
     last_lag_ms: float = 0.0
@@ -188,9 +207,11 @@ class ReaderState(VolumeState):
         self.read_only = True
         self.position = LSN(0)  # the stream position: every record up to it applied
         self.vdl = LSN(0)  # the read point of new transactions
+        self.epoch = 0  # the volume epoch of the writer whose stream this is (0: none yet)
         self.stats = ReplicaStats()
         self._apply_lock = threading.Lock()
         self._last_seen: dict[int, int] = {}  # page -> the newest LSN streamed for it
+        self._missed_through = LSN(0)  # records up to here may have been missed (gaps)
         self._read_points: collections.Counter[int] = collections.Counter()
         self._read_points_lock = threading.Lock()
 
@@ -225,9 +246,11 @@ class ReaderState(VolumeState):
         if image is not None:
             with self._apply_lock:
                 # Cache it open-ended only if the stream has brought nothing newer for the
-                # page since the read point, and no newer version is cached: then it is
-                # the page's newest version until a record says otherwise.
-                if self._last_seen.get(page, 0) <= read_point:
+                # page since the read point, no newer version is cached, and no record the
+                # stream skipped (a gap) lies above the read point: then it is the page's
+                # newest version until a record says otherwise.
+                if (self._last_seen.get(page, 0) <= read_point
+                        and read_point >= self._missed_through):
                     self.cache.put_if_newest(page, version, image)
         return version, image
 
@@ -242,17 +265,44 @@ class ReaderState(VolumeState):
     def apply(self, message: Any) -> list[int]:
         """Apply one message of the writer's stream; the reply for the writer."""
         try:
-            prev, last, block, vdl, allocated, sent_at = message
+            prev, last, block, vdl, allocated, sent_at, *rest = message
             prev, last, vdl, allocated = int(prev), int(last), int(vdl), int(allocated)
             sent_at = float(sent_at)
+            epoch = int(rest[0]) if rest else 0
+            if len(rest) > 1:
+                raise ValueError(f"{len(message)} elements")
             records = decode_block(block)
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed redo message: {exc}") from exc
         with self._apply_lock:
-            if prev != self.position:
-                # Messages were missed: what is cached may be stale past our position.
+            if epoch and epoch < self.epoch:
+                self.stats.stale_refused += 1
+                raise FencedError(f"this reader follows the writer of epoch {self.epoch}; "
+                                  f"a stream of epoch {epoch} is stale")
+            new_writer = bool(epoch and self.epoch and epoch > self.epoch)
+            if new_writer:
+                # A failover: what the old writer streamed above the recovered VDL is void.
+                self.stats.writer_changes += 1
+                log.info("redo stream from a new writer: epoch %d after %d, position %d, "
+                         "stream at %d", epoch, self.epoch, self.position, prev)
+                if prev < self.position:
+                    # Never expected: the old writer allocated at most LAL above its VDL, and
+                    # the new one starts LAL above the recovered VDL, which is not lower.
+                    log.warning("the new writer's stream starts at %d, below this reader's "
+                                "position %d", prev, self.position)
+                # Versions cached above the last VDL may be void: drop their pages, or the
+                # void version, newest in the cache, would keep the page from being cached.
+                for page, lsn in self._last_seen.items():
+                    if lsn > self.vdl:
+                        self.cache.drop_page(page)
+            if epoch:
+                self.epoch = max(self.epoch, epoch)
+            if prev != self.position or new_writer:
+                # Messages were missed: what is cached may be stale past our position, and a
+                # page read from storage below ``prev`` may miss a record we never saw.
                 self.stats.gaps += 1
                 self.cache.close_open(self.position)
+                self._missed_through = LSN(max(self._missed_through, prev))
                 log.info("redo stream gap: at %d, the stream is at %d; reading what is "
                          "needed from storage", self.position, prev)
             for record in records:

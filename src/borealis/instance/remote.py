@@ -1,5 +1,6 @@
 """A client of an instance's control interface (``borealis.instance.process``): what tests,
-benchmarks and the cluster's control plane use until the PostgreSQL protocol exists."""
+benchmarks and the cluster's control plane use (SQL, status, and the control plane's
+``promote``, ``follow``, ``add_storage_node`` and ``replace_segment``)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,39 @@ class InstanceClient:
         await self.rpc.call("close_session", session, timeout_s=EXECUTE_TIMEOUT_S)
 
     async def status(self, *, timeout_s: float = 5.0) -> dict[str, Any]:
-        reply = await self.rpc.call("status", None, timeout_s=timeout_s)
-        if not isinstance(reply, dict):
-            raise ProtocolError("malformed status reply")
+        return _status(await self.rpc.call("status", None, timeout_s=timeout_s))
+
+    async def promote(self, *, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Make this reader the writer; its new ``status``."""
+        return _status(await self.rpc.call("promote", None, timeout_s=timeout_s))
+
+    async def follow(self, writer_address: str, *, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Re-point this reader to the writer at ``writer_address``; its new ``status``."""
+        return _status(await self.rpc.call("follow", writer_address, timeout_s=timeout_s))
+
+    async def add_storage_node(self, node: str, az: str, address: str, *,
+                               timeout_s: float = 10.0) -> bool:
+        """Make a storage node known to the writer's volume; False if it was already."""
+        reply = await self.rpc.call("add_storage_node", [node, az, address],
+                                    timeout_s=timeout_s)
+        if not isinstance(reply, dict) or not isinstance(reply.get("added"), bool):
+            raise ProtocolError("malformed add_storage_node reply")
+        return reply["added"]
+
+    async def replace_segment(self, pg: int, old_segment: str, node: str, *,
+                              timeout_s: float = 150.0) -> str:
+        """Rebuild ``old_segment`` of PG ``pg`` on ``node``; the new segment's id."""
+        reply = await self.rpc.call("replace_segment", [pg, old_segment, node],
+                                    timeout_s=timeout_s)
+        if not isinstance(reply, str):
+            raise ProtocolError("malformed replace_segment reply")
         return reply
 
     async def close(self) -> None:
         await self.rpc.close()
+
+
+def _status(reply: Any) -> dict[str, Any]:
+    if not isinstance(reply, dict):
+        raise ProtocolError("malformed status reply")
+    return reply

@@ -58,7 +58,7 @@ from borealis.types import (
 )
 from borealis.volume.geometry import PgLayout, SegmentPlacement, place_pg
 from borealis.volume.recovery import Phase, Recovery, RecoveryResult
-from borealis.volume.spec import VolumeSpec
+from borealis.volume.spec import NodeInfo, VolumeSpec
 from borealis.volume.writer import LAL_DEFAULT, PageWrite, WriterCore
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class ClientStats:
     flushes: int = 0
     batches_sent: int = 0
     bytes_sent: int = 0
+    """Bytes of redo record blocks in the write batches sent (resends included)."""
     resends: int = 0
     reads: int = 0
     hedged_reads: int = 0
@@ -245,6 +246,50 @@ class VolumeClient:
         log.info("membership change done pg=%d new=%s after %.2fs", pg, new_id,
                  time.monotonic() - started)
         return new_id
+
+    def add_node(self, info: NodeInfo) -> bool:
+        """Make a storage node known to the volume (a spare for ``replace_segment``, room
+        for new PGs) and save the spec. Returns False when it was known already, with the
+        same AZ and address; BadRequestError when it conflicts with what is known."""
+        known = self.spec.nodes.get(info.node)
+        if known == info:
+            return False
+        if known is not None:
+            raise BadRequestError(f"node {info.node} is known as {known.az} at "
+                                  f"{known.address}, not {info.az} at {info.address}")
+        same_address = [n.node for n in self.spec.nodes.values() if n.address == info.address]
+        if same_address:
+            raise BadRequestError(f"address {info.address} is node {same_address[0]}'s")
+        azs = {n.az for n in self.spec.nodes.values()}
+        if azs and info.az not in azs:
+            raise BadRequestError(f"AZ {info.az} is not one of the volume's ({sorted(azs)})")
+        self.spec.nodes[info.node] = info
+        assert info.node in self.spec.nodes_by_az()[info.az]
+        self._save_spec()
+        log.info("storage node added node=%s az=%s address=%s", info.node, info.az,
+                 info.address)
+        return True
+
+    def health(self, healthy_from: LSN) -> list[dict[str, Any]]:
+        """Per PG of an open writer, each segment's acknowledged SCL and whether it has
+        reached ``healthy_from`` (the caller's choice: a VDL of a short while ago, so that
+        a segment one round trip behind is healthy and a dead one is not for long)."""
+        core = self.core
+        if core is None:
+            return []
+        acked = core.tracker.acked
+        out = []
+        for pg, layout in sorted(core.layouts.items()):
+            segments = []
+            for p in layout.segments:
+                scl = acked.get(p.segment, LSN(0))
+                segments.append({"segment": p.segment, "node": p.node, "az": p.az,
+                                 "acked": scl, "healthy": scl >= healthy_from})
+            out.append({"pg": pg, "membership_epoch": layout.membership_epoch,
+                        "changing": core.in_membership_change(pg),
+                        "healthy": sum(1 for x in segments if x["healthy"]),
+                        "segments": segments})
+        return out
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -426,6 +471,7 @@ class VolumeClient:
             records = encoded.get(id(batch.records))
             if records is None:
                 records = encoded[id(batch.records)] = encode_block(batch.records)
+            self.stats.bytes_sent += len(records)
             body = _encode_batch(batch, records)
             by_address.setdefault(self._addresses[batch.segment], []).append(
                 (batch.segment, body)
@@ -435,8 +481,11 @@ class VolumeClient:
             self._send_many(address, items)
 
     def _send_batch(self, batch: WriteBatch, records: bytes | None = None) -> None:
-        body = wire.encode(batch) if records is None else _encode_batch(batch, records)
+        if records is None:
+            records = encode_block(batch.records)
+        body = _encode_batch(batch, records)
         self.stats.batches_sent += 1
+        self.stats.bytes_sent += len(records)
         self._spawn(self._write(batch.segment, body))
 
     def _send_many(self, address: str, items: list[tuple[SegmentId, list[Any]]]) -> None:

@@ -48,7 +48,7 @@ FUNCTION_TYPES: dict[str, int] = {
     "cardinality": 23, "array_upper": 23, "array_lower": 23, "lpad": 25, "rpad": 25,
     "initcap": 25, "translate": 25, "ascii": 23, "chr": 25, "concat": 25, "concat_ws": 25,
     "string_agg": 25, "version": 25, "current_schema": 19, "current_database": 19,
-    "current_user": 19, "session_user": 19, "pg_backend_pid": 23, "format_type": 25,
+    "current_user": 19, "session_user": 19, "pg_backend_pid": 23, "aurora_db_instance_identifier": 25, "format_type": 25,
     "pg_get_expr": 25, "pg_get_indexdef": 25, "pg_get_constraintdef": 25,
     "pg_get_viewdef": 25, "pg_get_userbyid": 19, "pg_table_is_visible": 16,
     "pg_type_is_visible": 16, "pg_is_in_recovery": 16, "has_table_privilege": 16,

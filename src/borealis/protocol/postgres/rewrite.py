@@ -102,6 +102,7 @@ _ALLOWED = (
 
 FUNCTIONS: dict[str, str] = {
     "now": "_pg_now", "transaction_timestamp": "_pg_now",
+    "aurora_db_instance_identifier": "_pg_instance_id",
     "statement_timestamp": "_pg_statement_timestamp",
     "clock_timestamp": "_pg_clock_timestamp", "gen_random_uuid": "_pg_gen_random_uuid",
     "uuid_generate_v4": "_pg_gen_random_uuid", "nextval": "_pg_nextval",

@@ -424,7 +424,7 @@ class _Connection(QueryProtocol, asyncio.Protocol):
         user = message.user
         self.sql = SqlSession(user=user, database=self.server.database_name,
                               application_name=message.application_name or "",
-                              read_only=database.reader)
+                              read_only=database.reader, instance_id=self.server.name)
         settings = list(message.settings)
         settings += re.findall(r"(?:-c\s*|--)([A-Za-z_][\w.]*)=(\S+)", message.options or "")
         for name, value in settings:

@@ -142,9 +142,10 @@ class SqlSession:
     """One PostgreSQL session's state as SQL sees it."""
 
     def __init__(self, *, user: str, database: str, application_name: str = "",
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, instance_id: str = "") -> None:
         self.user = user
         self.database = database
+        self.instance_id = instance_id
         self.settings: dict[str, str] = {name: d for name, (d, _, _) in _SETTINGS.items()}
         self.settings["application_name"] = application_name
         if read_only:
@@ -250,6 +251,9 @@ class SqlSession:
         add("_pg_current_time", lambda: self._transaction_time().strftime("%H:%M:%S.%f")
             .rstrip("0").rstrip(".") + "+00", 0)
         add("_pg_gen_random_uuid", lambda: str(uuid.uuid4()), 0)
+        # aurora_db_instance_identifier(), as Aurora PostgreSQL names it: which instance
+        # serves this session (behind an endpoint, the way to see where one landed).
+        add("_pg_instance_id", lambda: self.instance_id, 0)
         add("_pg_current_setting", self._current_setting)
         add("_pg_set_config", self._set_config, 3)
         add("_pg_regexp", self._regexp, 3)
