@@ -182,3 +182,36 @@ def test_a_truncation_from_an_unfinished_recovery_is_adopted_not_contradicted() 
             continue
         page = 1 if "/pg0/" in sid else 9
         assert seg.materialise(page, rec3.result.start).image in (b"a" * 512, b"A" * 512), sid
+
+
+def test_an_aborted_membership_change_leaves_the_old_set_alone() -> None:
+    """A membership change whose new segment never catches up is aborted: the PG needs a
+    quorum of its old set only again, the new segment's acknowledgements count for
+    nothing, and another change can start."""
+    segs = segments()
+    rec = recover(segs, 1)
+    assert rec.result is not None
+    writer = WriterCore(GEOMETRY, LAYOUTS, writer_id="w1", epoch=Epoch(1),
+                        start=rec.result.start, truncation=rec.result.truncation, lal=1000)
+    pg = PgIndex(0)
+    old = writer.layouts[pg]
+    victim = old.segments[0]
+    new_id = type(victim.segment)(f"{victim.segment}.m1")
+    new = old.replace(victim.segment, type(victim)(new_id, NodeId("az1-n3"), victim.az))
+    writer.change_membership(pg, new)
+    assert writer.in_membership_change(pg)
+    lsn = writer.append_group([PageWrite(PageNo(1), b"a" * 512)])
+    # The victim and three others acknowledge: a quorum of the old set, not of the new.
+    acking = {victim.segment, *old.segment_ids[1:4]}
+    for batch in writer.flush():
+        other_pg = batch.segment not in old.segment_ids and batch.segment in segs
+        if batch.segment in acking or other_pg:
+            ack = deliver(segs, batch)
+            writer.on_ack(ack.segment, ack.scl, ack.epoch)
+    assert writer.vdl < lsn, "no quorum in the new set"
+    assert writer.abort_membership(pg, old), "with the old set alone, four acks are durable"
+    assert writer.vdl >= lsn and not writer.in_membership_change(pg)
+    assert writer.layouts[pg] == old and new_id not in writer.segment_pg
+    assert not writer.on_ack(new_id, writer.allocated, Epoch(1))  # counts for nothing
+    writer.change_membership(pg, new)  # may be tried again
+    assert writer.in_membership_change(pg)

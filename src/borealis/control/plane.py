@@ -608,10 +608,17 @@ class ControlPlane:
                 self.event("repair-started", f"rebuilding segment {segment} of PG {pg} "
                            f"(on {node_id}, down) on {spare}", node=node_id, pg=pg,
                            spare=spare)
-                await rpc.call("add_storage_node", [info.node, info.az, info.address],
-                               timeout_s=RPC_TIMEOUT_S)
-                new_id = await rpc.call("replace_segment", [pg, segment, spare],
-                                        timeout_s=REPLACE_TIMEOUT_S)
+                try:
+                    await rpc.call("add_storage_node", [info.node, info.az, info.address],
+                                   timeout_s=RPC_TIMEOUT_S)
+                    new_id = await rpc.call("replace_segment", [pg, segment, spare],
+                                            timeout_s=REPLACE_TIMEOUT_S)
+                except BorealisError as exc:
+                    # The writer aborted the change (the PG is back on its old set): the
+                    # next check tries again.
+                    self.event("repair-failed", f"rebuilding {segment} of PG {pg} on {spare} "
+                               f"failed: {exc}; trying again", node=node_id, pg=pg)
+                    return
                 self.event("repair-done", f"PG {pg}: segment {new_id} on {spare} replaces "
                            f"{segment} in {time.monotonic() - started:.1f} s; 6/6 again",
                            node=node_id, pg=pg, spare=spare, segment=new_id)

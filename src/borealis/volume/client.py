@@ -226,14 +226,22 @@ class VolumeClient:
         # An empty flush advances the new segment's known range, so that it starts pulling.
         self._schedule_flush()
         started = time.monotonic()
-        while core.tracker.acked.get(new_id, LSN(0)) < target:
-            if time.monotonic() - started > timeout_s:
-                raise QuorumUnavailableError(
-                    f"new segment {new_id} did not catch up to {target} in {timeout_s}s"
-                )
-            await asyncio.sleep(RESEND_EVERY_S)
-            if not self._waiters:
-                self._schedule_flush()
+        try:
+            while core.tracker.acked.get(new_id, LSN(0)) < target:
+                if time.monotonic() - started > timeout_s:
+                    raise QuorumUnavailableError(
+                        f"new segment {new_id} did not catch up to {target} in {timeout_s}s"
+                    )
+                await asyncio.sleep(RESEND_EVERY_S)
+                if not self._waiters:
+                    self._schedule_flush()
+        except BaseException:
+            # Timed out or cancelled: the old set alone again, so that the PG is not left
+            # needing two quorums for good and the change can be tried again.
+            if core.abort_membership(pg, layout):
+                self._release(core.vdl)
+            log.warning("membership change aborted pg=%d new=%s", pg, new_id)
+            raise
         if core.finish_membership(pg):
             self._release(core.vdl)
         assert not core.in_membership_change(pg)

@@ -128,6 +128,18 @@ class WriterCore:
                     self.tracker.acked.pop(s, None)
         return advanced
 
+    def abort_membership(self, pg: PgIndex, old: PgLayout) -> bool:
+        """The new segment did not catch up: back to the old set alone. Safe: every commit
+        acknowledged during the change had a write quorum in the old set too. Returns True
+        when VDL advanced (the new set was the one holding it back)."""
+        dropped = set(self.layouts[pg].segment_ids) - set(old.segment_ids)
+        self.layouts[pg] = old
+        advanced = self.tracker.set_pg(pg, [old.segment_ids])
+        for s in dropped:
+            self.segment_pg.pop(s, None)
+            self.tracker.acked.pop(s, None)
+        return advanced
+
     def in_membership_change(self, pg: PgIndex) -> bool:
         return len(self.tracker.quorum_sets[pg]) > 1
 
