@@ -41,8 +41,9 @@ def offline_view(data_dir: Path) -> dict[str, Any]:
     try:
         saved = store.get("spec")
         spec = ClusterSpec.from_json(json.loads(saved.value)) if saved else ClusterSpec()
-        for entry in store.range("endpoints/"):
-            e = json.loads(entry.value)
+        endpoints = [json.loads(entry.value) for entry in store.range("endpoints/")]
+        for e in sorted(endpoints, key=lambda e: (e["name"] != "writer",
+                                                  e["name"] != "reader", e["name"])):
             view["endpoints"][e["name"]] = f"{spec.host}:{e['port']}"
         for entry in store.range("instances/"):
             r = json.loads(entry.value)
@@ -56,6 +57,24 @@ def offline_view(data_dir: Path) -> dict[str, Any]:
     finally:
         store.close()
     return view
+
+
+def _routes_to(view: dict[str, Any], name: str) -> str:
+    """Where an endpoint sends new connections now, as the router decides it."""
+    available = [i for i in view["instances"] if i["state"] == "available"]
+    writers = [i["id"] for i in available if i["role"] == "writer"]
+    readers = [i["id"] for i in available if i["role"] == "reader"]
+    if name == "writer":
+        return ", ".join(writers) or "(held: no writer)"
+    if name == "reader":
+        return ", ".join(readers) or ", ".join(writers) + " (no reader: the writer)"
+    detail = next((e for e in view.get("endpoint_list", []) if e["name"] == name), None)
+    if detail is None:
+        return "?"
+    pool = readers if detail["type"] == "READER" else readers + writers
+    members = [i for i in pool if (not detail["members"] or i in detail["members"])
+               and i not in detail["excluded"]]
+    return ", ".join(sorted(members)) or "(no member available)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("Endpoints")
     for name, address in view["endpoints"].items():
-        print(f"  {name:<14} {address}")
+        routes = "" if view["state"] == "down" else f"  -> {_routes_to(view, name)}"
+        print(f"  {name:<14} {address}{routes}")
     print()
     print("Instances")
     print(f"  {'id':<8} {'role':<7} {'az':<5} {'state':<10} {'pid':>7}  {'lag ms':>8}  "

@@ -852,6 +852,11 @@ class ControlPlane:
         except ConfigError:
             return []
 
+    def _endpoints_in_order(self) -> list[EndpointRecord]:
+        """The writer endpoint, the reader endpoint, then the custom ones by name."""
+        return sorted(self.endpoints.values(),
+                      key=lambda e: (e.name != "writer", e.name != "reader", e.name))
+
     def endpoint_view(self, e: EndpointRecord) -> dict[str, Any]:
         kind = e.kind if e.name in BUILTIN_ENDPOINTS else e.kind.upper()
         return {"name": e.name, "type": kind, "address": self.endpoint_address(e.name),
@@ -884,8 +889,8 @@ class ControlPlane:
             "master_user": self.spec.master_user,
             "database": self.spec.database,
             "endpoints": {e.name: self.endpoint_address(e.name)
-                          for e in self.endpoints.values()},
-            "endpoint_list": [self.endpoint_view(e) for e in self.endpoints.values()],
+                          for e in self._endpoints_in_order()},
+            "endpoint_list": [self.endpoint_view(e) for e in self._endpoints_in_order()],
             "writer": writer,
             "instances": [self.instance_view(i) for i in self.instance_records],
             "storage_nodes": [self.node_view(n) for n in sorted(self.node_records)],
