@@ -40,6 +40,7 @@ from typing import Any
 
 import psycopg
 
+from borealis.control.clusterspec import ClusterSpec
 from borealis.instance.remote import InstanceClient
 
 ACCOUNTS = 10
@@ -198,7 +199,7 @@ def main() -> int:
         "failover_s_max": round(max(times), 3),
         "failover_s_all": [round(t, 3) for t in times],
         "promote_s_median": round(statistics.median(promotions), 3) if promotions else None,
-        "detect_s": 1.0,
+        "detect_s": ClusterSpec().writer_dead_after_s,
         "replica_lag_p50_ms": lag["p50"],
         "replica_lag_p99_ms": lag["p99"],
         "runs": args.runs, "lag_clients": args.clients, "lag_seconds": args.lag_seconds,

@@ -23,7 +23,7 @@
     reader_port = 5433
 
     [failover]
-    writer_dead_after_s = 1.0      # port refused this long: fail over
+    writer_dead_after_s = 0.5      # port refused this long: fail over
     writer_hung_after_s = 10.0     # port open but silent this long: fail over
 
 Unknown keys are errors (a typo must not silently mean the default). The spec is read at
@@ -69,7 +69,7 @@ class ClusterSpec:
         InstanceSpec("i3", "az3", 1)])
     writer_port: int = 5432
     reader_port: int = 5433
-    writer_dead_after_s: float = 1.0
+    writer_dead_after_s: float = 0.5
     writer_hung_after_s: float = 10.0
 
     def __post_init__(self) -> None:

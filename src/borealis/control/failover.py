@@ -73,7 +73,7 @@ class ClusterView:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    writer_dead_after_s: float = 1.0
+    writer_dead_after_s: float = 0.5
     """A writer whose port has refused connections for this long is failed over (the bar
     is a failover within 5 s of a kill, detection and promotion included)."""
     writer_hung_after_s: float = 10.0

@@ -1,0 +1,1 @@
+"""The fault-injection suite: workloads record histories, nemeses inject faults, checkers judge."""
