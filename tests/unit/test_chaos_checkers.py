@@ -453,6 +453,9 @@ def test_internal_inconsistency() -> None:
     txn(b2, 1, [["append", "x", 1]])
     txn(b2, 2, [["r", "x", [1]], ["append", "x", 2], ["r", "x", [1]]])
     assert "internal" in elle(b2).anomaly_types
+    b3 = HistoryBuilder()  # a read showing an append the transaction makes only later
+    txn(b3, 1, [["r", "x", [1]], ["append", "x", 1]])
+    assert "internal" in elle(b3).anomaly_types
 
 
 def test_a_value_never_appended_is_unexpected() -> None:

@@ -228,24 +228,30 @@ def _reads(txns: dict[int, _Txn], anomalies: _Anomalies) -> list[_Read]:
                 continue
             values: tuple[Any, ...] = op.value
             own = tuple(own_since.pop(op.key, []))
+            mine = set(txn.appends.get(op.key, ()))
             if op.key in known:
+                # Exactly what it read before, and what it appended since.
                 expected: tuple[Any, ...] | None = known[op.key] + own
                 consistent = values == expected
             else:
+                # Others' values, then its own appends so far, in order.
                 expected = None
-                consistent = not own or values[len(values) - len(own):] == own
+                cut = len(values) - len(own)
+                consistent = cut >= 0 and values[cut:] == own and mine.isdisjoint(values[:cut])
             if not consistent:
                 anomalies.add("internal", {
                     "key": json_value(op.key),
                     "read": json_value(values),
-                    "expected": json_value(expected) if expected is not None else None,
+                    "expected": json_value(expected),
                     "own_appends": json_value(own),
                     "txn": txn.pair.to_json(),
-                    "why": f"{txn.name} read {op.key!r} without its own earlier writes",
+                    "why": (
+                        f"{txn.name}'s read of {op.key!r} disagrees with its own earlier "
+                        f"reads and appends"
+                    ),
                 })
             known[op.key] = values
             distinct = _distinct(values)
-            mine = set(txn.appends.get(op.key, ()))
             end = len(distinct)
             while end > 0 and distinct[end - 1] in mine:
                 end -= 1
@@ -407,7 +413,7 @@ def _lost_appends(txns: dict[int, _Txn], reads: list[_Read],
     for key, order in orders.items():
         by_length = start_max_by_length[key]
         latest = -1
-        for position in range(len(order), 0, -1):   # reads of length > position saw it
+        for position in range(len(order), 0, -1):   # reads at least this long saw it
             latest = max(latest, by_length[position])
             value = order[position - 1]
             seen_start_max[(key, value)] = max(seen_start_max.get((key, value), -1), latest)
