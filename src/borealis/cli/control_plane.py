@@ -11,12 +11,12 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 from pathlib import Path
 
-from borealis.cli.storage_node import write_ready_file
+from borealis.cli.cluster_api import data_dir_argument
+from borealis.cli.storage_node import setup_logging, write_ready_file
 from borealis.errors import ConfigError
 
 LEADER_TTL_S = 5.0
@@ -27,7 +27,7 @@ CONTROL_DIR = "control"
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("control-plane", help="run the cluster's control plane (foreground; "
                        "`borealis up` starts it)")
-    p.add_argument("--data-dir", type=Path, default=Path(".borealis"))
+    data_dir_argument(p)
     p.add_argument("--spec", type=Path, help="cluster spec (TOML), read at the first start")
     p.add_argument("--api-port", type=int,
                    help="port of the HTTP API (default: the spec's, 5480; 0: any free one)")
@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from borealis.http import HttpServer
     from borealis.transport.rpc import run as run_loop
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(args.log_level)
     data_dir: Path = args.data_dir.resolve()
     control = data_dir / CONTROL_DIR
     control.mkdir(parents=True, exist_ok=True)

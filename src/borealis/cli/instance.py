@@ -14,7 +14,12 @@ import os
 import threading
 from pathlib import Path
 
-from borealis.cli.storage_node import parse_address, until_signalled, write_ready_file
+from borealis.cli.storage_node import (
+    parse_address,
+    setup_logging,
+    until_signalled,
+    write_ready_file,
+)
 from borealis.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -66,10 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from borealis.volume.client import VolumeClient
     from borealis.volume.spec import VolumeSpec
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    setup_logging(args.log_level)
     host, port = parse_address(args.listen)
     if args.cache_mib < 0:
         raise ConfigError("--cache-mib must not be negative")

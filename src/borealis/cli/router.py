@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 from pathlib import Path
 
-from borealis.cli.storage_node import parse_address, until_signalled, write_ready_file
+from borealis.cli.storage_node import (
+    parse_address,
+    setup_logging,
+    until_signalled,
+    write_ready_file,
+)
 from borealis.router.proxy import HOLD_S_DEFAULT
 
 
@@ -37,10 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from borealis.router.service import RouterConfig, RouterService
     from borealis.transport.rpc import run as run_loop
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    setup_logging(args.log_level)
     config = RouterConfig(
         ControlUrl.parse(args.control), hold_s=args.hold_s,
         metrics_listen=parse_address(args.metrics_listen) if args.metrics_listen else None)

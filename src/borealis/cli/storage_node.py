@@ -36,6 +36,12 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def setup_logging(level: str) -> None:
+    """One format for every Borealis process's log (a line per record, timestamped)."""
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
 def write_ready_file(path: Path | None, fields: dict[str, object]) -> None:
     """Tell whoever started this process that it serves (atomically: a starter polls)."""
     if path is None:
@@ -59,10 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from borealis.storage.node import StorageNode
     from borealis.transport.rpc import run as run_loop
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    setup_logging(args.log_level)
     host, port = parse_address(args.listen)
     metrics_listen = parse_address(args.metrics_listen) if args.metrics_listen else None
     node_id = args.node_id or args.data_dir.name
