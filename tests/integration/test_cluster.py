@@ -105,6 +105,7 @@ def wait_for(what: str, predicate: Any, timeout_s: float = 60.0, every_s: float 
 class Cluster:
     data_dir: Path
     up_output: str
+    lost_node: str = ""
 
     def status(self) -> dict[str, Any]:
         return status(self.data_dir)
@@ -391,6 +392,10 @@ def test_lost_storage_node_is_rebuilt_on_a_spare(cluster: Cluster) -> None:
                                              for pg in v["protection_groups"])
 
     wait_for("the segments rebuilt on a spare, 6/6", rebuilt, timeout_s=90)
+    # Holding nothing, the lost node gets no new PG while it is down.
+    wait_for("the lost node out of the volume spec", lambda: victim["id"] not in {
+        n[0] for n in json.loads((cluster.data_dir / "volume.json").read_text())["nodes"]})
+    cluster.lost_node = victim["id"]
     events = json.loads(borealis(cluster.data_dir, "events", "--json").stdout)
     done = [e for e in events if e["kind"] == "repair-done" and e["node"] == victim["id"]]
     assert done and all(e["spare"].startswith("az1-") for e in done)
@@ -411,6 +416,9 @@ def test_writes_go_on_with_an_az_down(cluster: Cluster) -> None:
     assert "already running" in out and "az3-n1" in out
     wait_for("PGs 6/6 with the AZ back", lambda: all(
         pg["healthy"] == 6 for pg in cluster.status()["protection_groups"]), timeout_s=60)
+    # The node lost earlier is back too, as a spare the writer may place segments on.
+    wait_for("the repaired node back in the volume spec", lambda: cluster.lost_node in {
+        n[0] for n in json.loads((cluster.data_dir / "volume.json").read_text())["nodes"]})
 
 
 def test_a_killed_router_is_started_again(cluster: Cluster) -> None:

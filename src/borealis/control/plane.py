@@ -350,7 +350,8 @@ class ControlPlane:
         p.metrics_port = r.metrics_port
         r.pid = p.pid
         self._save("nodes", r.id, r)
-        self.node_down_since.pop(r.id, None)
+        # (Whether it was down is for the next check to see: it offers a repaired node as a
+        # spare again.)
         self.event("storage-node-started", f"storage node {r.id} ({r.az}) started, pid "
                    f"{p.pid}, {p.address}", node=r.id, pid=p.pid)
 
@@ -569,6 +570,8 @@ class ControlPlane:
                 if node_id in self.node_down_since:
                     self.event("storage-node-up", f"storage node {node_id} answers again",
                                node=node_id)
+                    if node_id in self.repaired:
+                        await self._offer_as_spare(node_id)
                 self.node_down_since.pop(node_id, None)
                 self.repaired.discard(node_id)  # it may hold segments again later
                 continue
@@ -580,6 +583,19 @@ class ControlPlane:
             elif (now - self.node_down_since[node_id] >= self.spec.repair_after_s
                   and node_id not in self.repaired):
                 await self._repair(node_id)
+
+    async def _offer_as_spare(self, node_id: str) -> None:
+        """A repaired node is back: the writer may place segments on it again."""
+        writer = self.writer_id()
+        if writer is None:
+            return
+        r = self.node_records[node_id]
+        try:
+            rpc = await self.pool.get(self._managed_of(writer).control_address)
+            await rpc.call("add_storage_node", [r.id, r.az, f"127.0.0.1:{r.port}"],
+                           timeout_s=RPC_TIMEOUT_S)
+        except BorealisError as exc:
+            log.warning("storage node %s is back but not offered as a spare: %s", node_id, exc)
 
     async def _repair(self, node_id: str) -> None:
         writer = self.writer_id()
@@ -623,6 +639,9 @@ class ControlPlane:
                            f"{segment} in {time.monotonic() - started:.1f} s; 6/6 again",
                            node=node_id, pg=pg, spare=spare, segment=new_id)
                 spec = VolumeSpec.load(self.volume_path)
+        # It holds nothing now: no new PG may be placed on it while it is down.
+        with contextlib.suppress(BorealisError):
+            await rpc.call("remove_storage_node", node_id, timeout_s=RPC_TIMEOUT_S)
         self.repaired.add(node_id)
         self.repair_blocked.pop(node_id, None)
 

@@ -52,6 +52,9 @@ The PostgreSQL wire protocol (a later step) runs in this process on the same eng
     ``added`` is false when it was known already with the same AZ and address; a
     conflicting one (same id or address, other values; an AZ the volume does not use) is
     a ``BadRequestError``.
+``remove_storage_node`` ``node_id`` (writer)
+    Forget a storage node that holds no segment any more, so that no new PG is placed on
+    it (``{"node", "removed"}``); ``BadRequestError`` while it holds a segment.
 ``replace_segment`` ``[pg, old_segment_id, node_id]`` (writer)
     Rebuild a segment (lost with its node) as a new segment on ``node_id``, in the same
     AZ, by a membership change while commits go on (``VolumeClient.replace_segment``);
@@ -545,6 +548,11 @@ class Instance:
             return self._add_storage_node(body)
         if method == "replace_segment":
             return self._replace_segment(body)
+        if method == "remove_storage_node":
+            if not isinstance(body, str) or not body:
+                raise ProtocolError("remove_storage_node takes node_id: str")
+            removed = self._writer_client("remove_storage_node").remove_node(NodeId(body))
+            return {"node": body, "removed": removed}
         raise BadRequestError(f"unknown method {method!r}")
 
     def _writer_client(self, method: str) -> VolumeClient:

@@ -278,6 +278,21 @@ class VolumeClient:
                  info.address)
         return True
 
+    def remove_node(self, node: NodeId) -> bool:
+        """Forget a storage node that holds no segment any more (lost, and its segments
+        rebuilt elsewhere), so that no new PG is placed on it; save the spec. Returns False
+        when it was not known; BadRequestError while it still holds a segment."""
+        if node not in self.spec.nodes:
+            return False
+        held = [str(p.segment) for layout in self.spec.layouts.values()
+                for p in layout.segments if p.node == node]
+        if held:
+            raise BadRequestError(f"node {node} still holds {', '.join(held)}")
+        del self.spec.nodes[node]
+        self._save_spec()
+        log.info("storage node removed node=%s", node)
+        return True
+
     def health(self, healthy_from: LSN) -> list[dict[str, Any]]:
         """Per PG of an open writer, each segment's acknowledged SCL and whether it has
         reached ``healthy_from`` (the caller's choice: a VDL of a short while ago, so that
