@@ -464,3 +464,22 @@ def test_down_then_up_keeps_the_data(cluster: Cluster) -> None:
         assert conn.execute("SELECT count(*), sum(amount) FROM transfers").fetchone() == before
         assert conn.execute("SELECT sum(balance) FROM accounts").fetchone() == (
             ACCOUNTS * START_BALANCE,)
+
+
+def test_up_with_an_endpoint_port_in_use_says_so_and_leaves_nothing_running(
+        tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        spec = tmp_path / "cluster.toml"
+        spec.write_text(SPEC.replace("writer_port = 0", f"writer_port = {port}"))
+        data_dir = tmp_path / "data"
+        up = borealis(data_dir, "up", "--spec", str(spec), check=False)
+    assert up.returncode == 1
+    assert f"port {port} of the writer endpoint is in use" in up.stderr
+    assert not _pids_of(data_dir) or wait_for("nothing left running",
+                                              lambda: not _pids_of(data_dir), timeout_s=10)
+    assert status(data_dir)["state"] == "down"

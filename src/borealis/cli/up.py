@@ -116,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
         if cluster["state"] == "healthy":
             break
         if cluster["state"] == "failed":
-            raise BorealisError(f"the cluster did not start: {cluster.get('error')}; logs in "
-                                f"{data_dir / 'logs'}")
+            # Nothing half-started is left behind: what it started is stopped again.
+            call(data_dir, "POST", "/v1/shutdown", {}, timeout_s=120)
+            raise BorealisError(f"the cluster did not start: {cluster.get('error')} (what "
+                                f"had started was stopped; logs in {data_dir / 'logs'})")
         if time.monotonic() > deadline:
             raise BorealisError(f"the cluster was not healthy after {args.timeout:.0f} s "
                                 f"(state {cluster['state']}); logs in {data_dir / 'logs'}")

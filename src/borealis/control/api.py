@@ -101,6 +101,10 @@ def handler(plane: ControlPlane, shutdown: asyncio.Event) -> Callable[[Request],
             return Response.json(await plane.wait_topology(after, wait))
         if what == "events" and method == "GET":
             return Response.json(plane.events(int(request.query.get("after", "0"))))
+        if what == "shutdown" and method == "POST":  # in any state: a failed boot too
+            result = await plane.shutdown()
+            shutdown.set()
+            return Response.json(result)
         if plane.state not in ("healthy", "degraded"):
             raise HttpError(503, f"the cluster is {plane.state}")
         if what == "failover" and method == "POST":
@@ -118,10 +122,6 @@ def handler(plane: ControlPlane, shutdown: asyncio.Event) -> Callable[[Request],
             return Response.json(await plane.add_storage_node(str(body.get("az") or "")), 201)
         if what == "start" and method == "POST":
             return Response.json(await plane.start_stopped())
-        if what == "shutdown" and method == "POST":
-            result = await plane.shutdown()
-            shutdown.set()
-            return Response.json(result)
         raise HttpError(404, f"no route {method} {request.path}")
 
     return handle

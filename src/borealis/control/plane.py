@@ -152,6 +152,16 @@ def _port(address: Any) -> int:
     return int(str(address).rpartition(":")[2]) if address else 0
 
 
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -327,7 +337,17 @@ class ControlPlane:
                    f"reader endpoint {self.endpoint_address('reader')}")
         self._tasks.append(asyncio.create_task(self._watch()))
 
+    def _check_endpoint_ports(self) -> None:
+        for e in self.endpoints.values():
+            if not port_free(self.spec.host, e.port):
+                raise ConfigError(
+                    f"port {e.port} of the {e.name} endpoint is in use on {self.spec.host} "
+                    f"(another PostgreSQL?): stop what uses it, or give the cluster other "
+                    f"ports ([endpoints] in a spec for a new data dir)")
+
     async def _boot(self) -> None:
+        if not self.router.alive():
+            self._check_endpoint_ports()  # before starting anything
         await asyncio.gather(*(self._start_node(n) for n in self.nodes.values()
                                if not n.alive()))
         self._volume_spec()
@@ -411,6 +431,7 @@ class ControlPlane:
             return  # adopted: it polls this control plane already
         if self.router.pid and owned(self.router.pid, "router", str(self.router.ready_file)):
             await asyncio.to_thread(self.router.stop)  # it polls an older address
+        self._check_endpoint_ports()
         await asyncio.to_thread(self.router.start)
         self.router.metrics_port = _port(self.router.ready.get("metrics_address"))
         self.store.put("router", json.dumps({"pid": self.router.pid,
