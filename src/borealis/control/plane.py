@@ -61,6 +61,7 @@ NODE_CHECK_TIMEOUT_S = 1.0
 RPC_TIMEOUT_S = 10.0
 REPLACE_TIMEOUT_S = 300.0
 EVENTS_MAX = 10_000
+RESTART_BACKOFF_S = 5.0
 BUILTIN_ENDPOINTS = ("writer", "reader")
 CUSTOM_KINDS = ("reader", "any")
 """Custom endpoint types, as Aurora names them: READER (its members that are readers) and
@@ -221,6 +222,9 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self.boot_error: str | None = None
         self.stopping = False
+        self._event_seq: int | None = None
+        self._events_kept = 0
+        self._restart_not_before: dict[str, float] = {}
 
     # -- paths --------------------------------------------------------------------------------
     @property
@@ -235,17 +239,21 @@ class ControlPlane:
 
     # -- events -------------------------------------------------------------------------------
     def event(self, kind: str, message: str, **detail: Any) -> None:
-        seq = self._next_event_seq()
+        if self._event_seq is None:
+            entries = self.store.range("events/")
+            self._event_seq = int(entries[-1].key.split("/")[1]) if entries else 0
+            self._events_kept = len(entries)
+        self._event_seq += 1
+        seq = self._event_seq
         entry = {"seq": seq, "at": time.time(), "kind": kind, "message": message, **detail}
         self.store.put(f"events/{seq:010d}", json.dumps(entry).encode())
+        self._events_kept += 1
         log.info("event %s: %s", kind, message)
-        old = self.store.range("events/")
-        for stale in old[:max(0, len(old) - EVENTS_MAX)]:
-            self.store.delete(stale.key)
-
-    def _next_event_seq(self) -> int:
-        entries = self.store.range("events/")
-        return int(entries[-1].key.split("/")[1]) + 1 if entries else 1
+        if self._events_kept > EVENTS_MAX + EVENTS_MAX // 10:  # trimmed now and then
+            old = self.store.range("events/")
+            for stale in old[:max(0, len(old) - EVENTS_MAX)]:
+                self.store.delete(stale.key)
+            self._events_kept = min(len(old), EVENTS_MAX)
 
     def events(self, after: int = 0) -> list[dict[str, Any]]:
         out = []
@@ -525,25 +533,36 @@ class ControlPlane:
             m = self._managed_of(ri.id)
             status = self.instance_status.get(ri.id, {})
             if ri.id == writer:
-                if not p.alive() and not any(
-                        r.role == "reader" for r in self.instance_records.values()):
+                if (not p.alive() and time.monotonic() >= self._restart_not_before.get(
+                        ri.id, 0.0) and not any(
+                        r.role == "reader" for r in self.instance_records.values())):
                     # A writer with no reader to fail over to is started again.
                     self.event("instance-restart", f"writer {ri.id} died; no reader to fail "
                                "over to: restarting it", instance=ri.id)
-                    await self._start_instance(ri.id, "writer")
+                    try:
+                        await self._start_instance(ri.id, "writer")
+                    except BorealisError as exc:
+                        self._restart_not_before[ri.id] = time.monotonic() + RESTART_BACKOFF_S
+                        self.event("instance-restart-failed", f"writer {ri.id} did not "
+                                   f"restart: {exc}; trying again in "
+                                   f"{RESTART_BACKOFF_S:.0f} s", instance=ri.id)
                 continue
             if p.alive() and m.healthy and status.get("state") == "fenced":
                 self.event("instance-fenced", f"{ri.id} was fenced by the new writer: "
                            "restarting it as a reader", instance=ri.id)
                 await asyncio.to_thread(p.stop)
             if not p.alive() and writer_m is not None and writer_m.healthy:
+                if time.monotonic() < self._restart_not_before.get(ri.id, 0.0):
+                    continue
                 self.event("instance-restart", f"instance {ri.id} is down: starting it as a "
                            f"reader of {writer}", instance=ri.id)
                 try:
                     await self._start_instance(ri.id, "reader")
                 except BorealisError as exc:
+                    self._restart_not_before[ri.id] = time.monotonic() + RESTART_BACKOFF_S
                     self.event("instance-restart-failed", f"instance {ri.id} did not "
-                               f"restart: {exc}", instance=ri.id)
+                               f"restart: {exc}; trying again in {RESTART_BACKOFF_S:.0f} s",
+                               instance=ri.id)
                 continue
             following = status.get("writer")
             if (writer_m is not None and writer_m.healthy and m.healthy
