@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from borealis.control.clusterspec import ClusterSpec
-from borealis.control.plane import choose_spare, segments_on
+from borealis.control.healing import choose_spare, segments_on
 from borealis.errors import ConfigError
 from borealis.types import NodeId, VolumeId
 from borealis.volume.geometry import Geometry, place_pg

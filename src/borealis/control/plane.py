@@ -15,9 +15,7 @@
      fenced (a newer writer took the volume) is stopped and restarted as a reader;
      readers following an old writer are re-pointed (``follow`` RPC);
    - a storage node that does not answer is *down*; after ``repair_after_s`` each of its
-     segments is rebuilt on a spare node of the same AZ (a node holding no segment of
-     that PG), by the writer (``replace_segment`` RPC: a membership change with writes
-     going on). With no spare, the event says so and names ``borealis storage add-node``;
+     segments is rebuilt on a spare node of the same AZ (``control.healing``, mixed in);
    - the volume growing by PGs (the writer places them) is recorded as an event;
 3. **serves** the HTTP API (``control.api``) that the CLI is a thin client of, the topology
    the router long-polls, and the cluster's aggregated Prometheus metrics.
@@ -44,6 +42,11 @@ from typing import Any
 
 from borealis.control.clusterspec import ClusterSpec, InstanceSpec, check_instance
 from borealis.control.failover import Policy, Role, candidates
+from borealis.control.healing import (
+    RPC_TIMEOUT_S,
+    StorageHealing,
+    segments_on,
+)
 from borealis.control.orchestrator import Managed, Orchestrator
 from borealis.control.processes import InstanceProcess, NodeProcess, _Managed, pid_alive
 from borealis.control.store import CoordinationStore
@@ -56,10 +59,6 @@ from borealis.volume.spec import NodeInfo, VolumeSpec
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
-NODE_CHECK_S = 1.0
-NODE_CHECK_TIMEOUT_S = 1.0
-RPC_TIMEOUT_S = 10.0
-REPLACE_TIMEOUT_S = 300.0
 EVENTS_MAX = 10_000
 RESTART_BACKOFF_S = 5.0
 BUILTIN_ENDPOINTS = ("writer", "reader")
@@ -169,28 +168,10 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-# --- pure decisions -------------------------------------------------------------------------
-
-
-def choose_spare(spec: VolumeSpec, pg: int, az: str, down: set[str]) -> str | None:
-    """A node of ``az`` that holds no segment of ``pg`` and is not down (lowest id)."""
-    layout = spec.layouts[pg]  # type: ignore[index]
-    holding = {p.node for p in layout.segments}
-    spares = sorted(n.node for n in spec.nodes.values()
-                    if n.az == az and n.node not in holding and n.node not in down)
-    return spares[0] if spares else None
-
-
-def segments_on(spec: VolumeSpec, node: str) -> list[tuple[int, str]]:
-    """(pg, segment) of every segment placed on ``node``."""
-    return sorted((int(layout.pg), str(p.segment)) for layout in spec.layouts.values()
-                  for p in layout.segments if p.node == node)
-
-
 # --- the control plane ----------------------------------------------------------------------
 
 
-class ControlPlane:
+class ControlPlane(StorageHealing):
     def __init__(self, data_dir: Path, store: CoordinationStore, spec: ClusterSpec) -> None:
         self.data_dir = data_dir.resolve()
         self.store = store
@@ -584,106 +565,6 @@ class ControlPlane:
                 self.event("router-restart-failed", f"the router did not restart: {exc}")
         await self._check_storage()
         self._note_growth()
-
-    # -- storage ------------------------------------------------------------------------------
-    async def _check_storage(self) -> None:
-        now = time.monotonic()
-        if now - self._last_node_check < NODE_CHECK_S:
-            return
-        self._last_node_check = now
-
-        async def check(node: ClusterNode) -> None:
-            if not node.alive():
-                self.node_status.pop(node.node, None)
-                return
-            try:
-                rpc = await self.pool.get(node.address)
-                self.node_status[node.node] = await rpc.call(
-                    "node_status", None, timeout_s=NODE_CHECK_TIMEOUT_S)
-            except (BorealisError, OSError, TimeoutError):
-                self.node_status.pop(node.node, None)
-
-        await asyncio.gather(*(check(n) for n in self.nodes.values()))
-        for node_id in self.nodes:
-            up = node_id in self.node_status
-            if up:
-                if node_id in self.node_down_since:
-                    self.event("storage-node-up", f"storage node {node_id} answers again",
-                               node=node_id)
-                    if node_id in self.repaired:
-                        await self._offer_as_spare(node_id)
-                self.node_down_since.pop(node_id, None)
-                self.repaired.discard(node_id)  # it may hold segments again later
-                continue
-            if node_id not in self.node_down_since:
-                self.node_down_since[node_id] = now
-                self.event("storage-node-down", f"storage node {node_id} is down; its "
-                           f"segments are rebuilt on a spare after "
-                           f"{self.spec.repair_after_s:.0f} s", node=node_id)
-            elif (now - self.node_down_since[node_id] >= self.spec.repair_after_s
-                  and node_id not in self.repaired):
-                await self._repair(node_id)
-
-    async def _offer_as_spare(self, node_id: str) -> None:
-        """A repaired node is back: the writer may place segments on it again."""
-        writer = self.writer_id()
-        if writer is None:
-            return
-        r = self.node_records[node_id]
-        try:
-            rpc = await self.pool.get(self._managed_of(writer).control_address)
-            await rpc.call("add_storage_node", [r.id, r.az, f"127.0.0.1:{r.port}"],
-                           timeout_s=RPC_TIMEOUT_S)
-        except BorealisError as exc:
-            log.warning("storage node %s is back but not offered as a spare: %s", node_id, exc)
-
-    async def _repair(self, node_id: str) -> None:
-        writer = self.writer_id()
-        if writer is None or not self._managed_of(writer).healthy:
-            return
-        spec = VolumeSpec.load(self.volume_path)
-        todo = segments_on(spec, node_id)
-        if not todo:
-            self.repaired.add(node_id)
-            return
-        az = self.node_records[node_id].az
-        down = set(self.node_down_since)
-        async with self.lock:
-            rpc = await self.pool.get(self._managed_of(writer).control_address)
-            for pg, segment in todo:
-                spare = choose_spare(spec, pg, az, down)
-                if spare is None:
-                    reason = (f"no spare storage node in {az} for PG {pg}: add one with "
-                              f"`borealis storage add-node --az {az}`")
-                    if self.repair_blocked.get(node_id) != reason:
-                        self.repair_blocked[node_id] = reason
-                        self.event("repair-blocked", reason, node=node_id, pg=pg)
-                    return
-                info = spec.nodes[NodeId(spare)]
-                started = time.monotonic()
-                self.event("repair-started", f"rebuilding segment {segment} of PG {pg} "
-                           f"(on {node_id}, down) on {spare}", node=node_id, pg=pg,
-                           spare=spare)
-                try:
-                    await rpc.call("add_storage_node", [info.node, info.az, info.address],
-                                   timeout_s=RPC_TIMEOUT_S)
-                    new_id = await rpc.call("replace_segment", [pg, segment, spare],
-                                            timeout_s=REPLACE_TIMEOUT_S)
-                except BorealisError as exc:
-                    # The writer aborted the change (the PG is back on its old set): the
-                    # next check tries again.
-                    self.event("repair-failed", f"rebuilding {segment} of PG {pg} on {spare} "
-                               f"failed: {exc}; trying again", node=node_id, pg=pg)
-                    return
-                self.event("repair-done", f"PG {pg}: segment {new_id} on {spare} replaces "
-                           f"{segment} in {time.monotonic() - started:.1f} s; 6/6 again",
-                           node=node_id, pg=pg, spare=spare, segment=new_id)
-                spec = VolumeSpec.load(self.volume_path)
-        # It holds nothing now: no new PG may be placed on it while it is down.
-        with contextlib.suppress(BorealisError):
-            await rpc.call("remove_storage_node", node_id, timeout_s=RPC_TIMEOUT_S)
-        self.repaired.add(node_id)
-        self.repair_blocked.pop(node_id, None)
 
     def _note_growth(self) -> None:
         try:
