@@ -108,3 +108,87 @@ def test_copy_records_to_table(cluster: Cluster) -> None:
         assert await conn.fetchval("SELECT name FROM ap_copy WHERE id = $1", 42) == "n42"
 
     run(cluster, body)
+
+
+def test_expressions_over_columns_are_typed_at_describe(cluster: Cluster) -> None:
+    """asyncpg decodes every column by the type Describe reported, before anything runs:
+    an expression over a table's columns must be described with PostgreSQL's type for it
+    (issue 4), not as text."""
+    async def body(conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "CREATE TABLE ap_accounts (id int PRIMARY KEY, balance int, amount numeric(12,2), "
+            "ts timestamptz, name text, small smallint)")
+        await conn.execute(
+            "INSERT INTO ap_accounts VALUES (1, 100, 12.50, '2024-05-06 07:08:09+00', NULL, "
+            "32767), (2, -5, 0.25, '2024-05-07 00:00:00+00', 'b', 1)")
+        value = await conn.fetchval("SELECT balance + 1 FROM ap_accounts WHERE id = $1", 1)
+        assert value == 101 and isinstance(value, int)
+        total = await conn.fetchval("SELECT sum(amount) FROM ap_accounts")
+        assert isinstance(total, decimal.Decimal) and total == decimal.Decimal("12.75")
+        assert await conn.fetchval("SELECT max(ts) FROM ap_accounts") == dt.datetime(
+            2024, 5, 7, tzinfo=dt.UTC)
+        statement = await conn.prepare(
+            "SELECT sum(balance), avg(balance), coalesce(name, 'x'), "
+            "CASE WHEN balance > 0 THEN balance ELSE 0 END, a.balance * 2, s.top, c.low "
+            "FROM ap_accounts a, (SELECT max(amount) AS top FROM ap_accounts) s, "
+            "(WITH m AS (SELECT min(ts) AS low FROM ap_accounts) SELECT low FROM m) c "
+            "GROUP BY a.name, a.balance, s.top, c.low ORDER BY 1")
+        assert [a.type.name for a in statement.get_attributes()] == [
+            "int8", "numeric", "text", "int4", "int4", "numeric", "timestamptz"]
+        rows = [tuple(r) for r in await statement.fetch()]
+        assert rows[0] == (-5, decimal.Decimal("-5.0000000000000000"), "b", 0, -10,
+                           decimal.Decimal("12.50"), dt.datetime(2024, 5, 6, 7, 8, 9,
+                                                                 tzinfo=dt.UTC))
+        # smallint + smallint is a smallint in PostgreSQL: it overflows
+        try:
+            await conn.fetchval("SELECT small + small FROM ap_accounts WHERE id = $1", 1)
+        except asyncpg.NumericValueOutOfRangeError:
+            pass
+        else:
+            raise AssertionError("smallint overflow was not refused")
+        assert await conn.fetchval("SELECT small + 1 FROM ap_accounts WHERE id = 1") == 32768
+
+    run(cluster, body)
+
+
+def test_identity_always_and_json_text(cluster: Cluster) -> None:
+    async def body(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE ap_ident (id int GENERATED ALWAYS AS IDENTITY, "
+                           "v text, j json)")
+        await conn.execute("INSERT INTO ap_ident (v, j) VALUES ($1, $2)", "a",
+                           '{"k" :  [1,  2.50]}')
+        try:
+            await conn.execute("INSERT INTO ap_ident (id, v) VALUES ($1, $2)", 5, "b")
+        except asyncpg.GeneratedAlwaysError:
+            pass
+        else:
+            raise AssertionError("a value for a GENERATED ALWAYS column was accepted")
+        await conn.execute("INSERT INTO ap_ident (id, v) OVERRIDING SYSTEM VALUE "
+                           "VALUES ($1, $2)", 50, "c")
+        assert [tuple(r) for r in await conn.fetch("SELECT id, v FROM ap_ident ORDER BY id")] \
+            == [(1, "a"), (50, "c")]
+        # json keeps its input text, and so does its -> (jsonb's is normalised)
+        assert await conn.fetchval("SELECT j -> 'k' FROM ap_ident WHERE id = 1") == \
+            "[1,  2.50]"
+        assert await conn.fetchval("SELECT j::jsonb -> 'k' FROM ap_ident WHERE id = 1") == \
+            "[1, 2.50]"
+
+    run(cluster, body)
+
+
+def test_parameters_are_cast_to_their_columns(cluster: Cluster) -> None:
+    """A parameter assigned to a column takes the column's type as PostgreSQL's assignment
+    cast does: numeric's scale, varchar's length."""
+    async def body(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE ap_cast (n numeric(6,2), v varchar(3))")
+        await conn.execute("INSERT INTO ap_cast (n, v) VALUES ($1, $2)",
+                           decimal.Decimal("1.005"), "abc")
+        assert await conn.fetchval("SELECT n FROM ap_cast") == decimal.Decimal("1.01")
+        try:
+            await conn.execute("UPDATE ap_cast SET v = $1", "abcd")
+        except asyncpg.StringDataRightTruncationError:
+            pass
+        else:
+            raise AssertionError("a value too long for varchar(3) was stored")
+
+    run(cluster, body)

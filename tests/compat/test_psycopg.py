@@ -171,3 +171,34 @@ def test_the_reader_refuses_writes_with_25006(cluster: Cluster) -> None:
         with pytest.raises(errors.ReadOnlySqlTransaction):
             conn.execute("INSERT INTO pc_replicated VALUES (2)")
         assert conn.execute(sql.SQL("SHOW transaction_read_only")).fetchone() == ("on",)
+
+
+def test_expressions_over_columns_are_typed_in_both_protocols(cluster: Cluster) -> None:
+    """The simple protocol types its result columns after running the statement (no
+    Describe): an expression over columns still comes back as PostgreSQL types it."""
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pc_sums (k int, amount numeric(10,2), at timestamptz)")
+        conn.execute("INSERT INTO pc_sums VALUES (1, 1.25, '2024-01-02 03:04:05+00'), "
+                     "(2, 2.50, '2024-01-03 00:00:00+00')")
+        query = "SELECT sum(amount), max(at), sum(k), k * 2 FROM pc_sums GROUP BY k ORDER BY k"
+        expected = [(decimal.Decimal("1.25"), dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+                     1, 2),
+                    (decimal.Decimal("2.50"), dt.datetime(2024, 1, 3, tzinfo=dt.UTC), 2, 4)]
+        with psycopg.ClientCursor(conn) as cursor:
+            cursor.execute(query)
+            assert cursor.fetchall() == expected
+        assert conn.execute(query).fetchall() == expected
+        with conn.cursor(binary=True) as cursor:
+            cursor.execute(query)
+            assert cursor.fetchall() == expected
+
+
+def test_an_int8_parameter_into_an_int4_column_is_range_checked(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pc_range (i integer)")
+        conn.execute("INSERT INTO pc_range (i) VALUES (%s)", (2**31 - 1,))
+        with pytest.raises(errors.NumericValueOutOfRange):
+            conn.execute("INSERT INTO pc_range (i) VALUES (%s)", (2**40,))  # sent as int8
+        with pytest.raises(errors.NumericValueOutOfRange):
+            conn.execute("SELECT i + 1 FROM pc_range")
+        assert conn.execute("SELECT i::int8 + 1 FROM pc_range").fetchone() == (2**31,)

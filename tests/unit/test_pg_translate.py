@@ -431,8 +431,10 @@ def test_json_and_jsonb_operators(conn: apsw.Connection) -> None:
         ('{"b": true, "k": 1, "n": null}',)]
     statement = translate_statement("SELECT d -> 'a', d ->> 'a' FROM docs")
     assert statement.columns is not None
-    assert [(c.name, c.type_oid) for c in statement.columns] == [("?column?", 3802),
+    assert [(c.name, c.type_oid) for c in statement.columns] == [("?column?", 0),
                                                                   ("?column?", 25)]
+    # -> gives its operand's type (json or jsonb): the schema decides it, at Describe
+    assert schema.result_types(conn, statement.columns, ())[0] == (3802, -1)
 
 
 def test_bytea_and_uuid(conn: apsw.Connection) -> None:

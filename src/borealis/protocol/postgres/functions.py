@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -33,7 +34,7 @@ from typing import Any
 
 import apsw
 
-from borealis.protocol.postgres import jsonops, numeric, temporal
+from borealis.protocol.postgres import exprtypes, jsonops, numeric, temporal
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.numeric import SqlFunctionError, decimal_of, numeric_text
 
@@ -193,26 +194,69 @@ def coerce_value(value: Any, target: pgtypes.PgType, typmod: int, kind: str) -> 
         raise SqlFunctionError(str(exc), exc.sqlstate) from None
 
 
+def identity_refusal(verb: str, column: str) -> SqlFunctionError:
+    """PostgreSQL's refusal of a value for an identity column GENERATED ALWAYS."""
+    if verb == "UPDATE":
+        return SqlFunctionError(f'column "{column}" can only be updated to DEFAULT', "428C9")
+    return SqlFunctionError(f'cannot insert a non-DEFAULT value into column "{column}": it is '
+                            f"an identity column defined as GENERATED ALWAYS (use OVERRIDING "
+                            f"SYSTEM VALUE to override)", "428C9")
+
+
+@functools.lru_cache(maxsize=256)
+def _identity_check(check: str) -> tuple[str, ...]:
+    decoded = json.loads(check)
+    assert isinstance(decoded, list) and decoded, check
+    return tuple(str(item) for item in decoded)
+
+
+def check_identity(conn: apsw.Connection, verb: str, table: str, given: tuple[str, ...]) -> None:
+    """Refuse (428C9) a statement that gives a value to an identity column GENERATED ALWAYS
+    of ``table`` (``given``: its columns by name, '#position' or '*' for all)."""
+    _ColumnTypes(conn).check_identity(json.dumps([verb, *given]), table)
+
+
 class _ColumnTypes:
     """The PostgreSQL type of each column of the connection's tables, read from their
     declared types and forgotten when the schema changes."""
 
     def __init__(self, conn: apsw.Connection) -> None:
         self.conn = conn
+        self.version_cursor = conn.cursor()  # reused: half the cost of conn.execute
         self.version = -1
         self.tables: dict[str, list[tuple[str, str | None]]] = {}
+        self.always: dict[str, list[str]] = {}  # identity columns GENERATED ALWAYS
+        self.formulas: dict[str, int] = {}  # exprtypes.encode text -> its type oid
+        self.formulas_version = -1
 
-    def type_of(self, table: str, column: str) -> tuple[pgtypes.PgType, int] | None:
-        version = self.conn.execute("PRAGMA main.schema_version").fetchall()[0][0]
+    def schema_version(self) -> int:
+        version = self.version_cursor.execute("PRAGMA main.schema_version").get
         assert isinstance(version, int), version
+        return version
+
+    def _columns(self, table: str) -> list[tuple[str, str | None]]:
+        version = self.schema_version()
         if version != self.version:
             self.tables.clear()
+            self.always.clear()
             self.version = version
         columns = self.tables.get(table)
         if columns is None:
-            columns = [(name, decltype) for name, decltype, hidden in self.conn.execute(
-                "SELECT name, type, hidden FROM pragma_table_xinfo(?)", (table,)) if not hidden]
+            columns, sequenced = [], False
+            for name, decltype, default, hidden in self.conn.execute(
+                    "SELECT name, type, dflt_value, hidden FROM pragma_table_xinfo(?)",
+                    (table,)):
+                if not hidden:
+                    columns.append((name, decltype))
+                    sequenced = sequenced or "_pg_nextval(" in (default or "")
             self.tables[table] = columns
+            self.always[table] = [owner for owner, in self.conn.execute(
+                "SELECT owner_column FROM _borealis_sequences WHERE owner_table = ? AND "
+                "identity = 'a'", (table,))] if sequenced else []
+        return columns
+
+    def type_of(self, table: str, column: str) -> tuple[pgtypes.PgType, int] | None:
+        columns = self._columns(table)
         decltype: str | None = None
         if column.startswith("#"):
             position = int(column[1:])
@@ -227,7 +271,70 @@ class _ColumnTypes:
             decltype = found[0]
         return pgtypes.type_from_decltype(decltype) if decltype else None
 
+    def formula_type(self, encoded: str) -> int:
+        """The type oid of an ``exprtypes`` formula (its ``encode`` text) with the schema
+        as it is now (remembered until the schema changes)."""
+        version = self.schema_version()
+        if version != self.formulas_version:
+            self.formulas.clear()
+            self.formulas_version = version
+        oid = self.formulas.get(encoded)
+        if oid is None:
+            oid = self.formulas[encoded] = exprtypes.evaluate(
+                exprtypes.decode(encoded), self.oid_of, untyped_param=exprtypes.UNKNOWN)[0]
+        return oid
+
+    def literal_as(self, value: Any, encoded: str) -> Any:
+        """An untyped literal among CASE/COALESCE branches, as the branches' common type
+        (``exprtypes.literal_branch_type``)."""
+        if value is None:
+            return None
+        oid = self.formula_type(encoded)
+        target = pgtypes.BY_OID.get(oid)
+        if target is None or oid in (25, 1043, 1042, 19):
+            return value
+        try:
+            return pgtypes.decode_text(target, str(value).encode())
+        except pgtypes.PgValueError as exc:
+            raise SqlFunctionError(str(exc), exc.sqlstate) from None
+
+    def oid_of(self, table: str, column: str) -> tuple[int, int] | None:
+        """A column's (type oid, typmod) (``exprtypes.Columns``)."""
+        typed = self.type_of(table, column)
+        return (typed[0].oid, typed[1]) if typed is not None else None
+
+    def check_identity(self, check: str, table: str, *, fresh: bool = False) -> None:
+        """Refuse a value for an identity column GENERATED ALWAYS (428C9): ``check`` is
+        ``assignments.identity_kind``'s JSON (the verb, the columns given values).
+        ``fresh``: the table's columns were just looked up for this value."""
+        if not fresh:
+            self._columns(table)
+        always = self.always.get(table)
+        if not always:
+            return
+        verb, *given = _identity_check(check)
+        names = [n for n, _ in self.tables[table]]
+        for column in given:
+            if column == "*":
+                named = always[0]
+            elif column.startswith("#"):
+                position = int(column[1:])
+                named = names[position] if position < len(names) else ""
+            else:
+                named = next((a for a in always if a == column or a.lower() == column.lower()),
+                             "")
+            if named in always:
+                raise identity_refusal(verb, named)
+
     def coerce(self, value: Any, kind: str, column: str, *tables: str) -> Any:
+        if len(kind) > 1:  # the columns to check for identity: assignments.identity_kind
+            table = str(tables[0])
+            typed = self.type_of(table, str(column))  # the table's columns, looked up now
+            self.check_identity(kind[1:], table, fresh=True)
+            kind = kind[0]
+            if value is None or kind == "-":
+                return value
+            return coerce_value(value, typed[0], typed[1], kind) if typed else value
         if value is None:
             return None
         for table in tables:
@@ -865,6 +972,15 @@ def register(conn: apsw.Connection) -> None:
     columns = _ColumnTypes(conn)
     conn.create_scalar_function("_pg_coerce", columns.coerce,  # type: ignore[arg-type]
                                 -1, deterministic=True)
+    conn.create_scalar_function("_pg_literal_as", columns.literal_as,  # type: ignore[arg-type]
+                                2, deterministic=True)
+    narrow = numeric.NarrowIntegers(columns.formula_type)
+    checked: tuple[tuple[str, Callable[..., Any], int], ...] = (
+        ("_pg_add", narrow.add, 3), ("_pg_sub", narrow.subtract, 3),
+        ("_pg_mul", narrow.multiply, 3), ("_pg_div", narrow.divide, 3),
+        ("_pg_neg", narrow.negate, 2))
+    for name, function, args in checked:  # the operators with an int_check: 3 arguments
+        conn.create_scalar_function(name, function, args, deterministic=True)
     conn.create_window_function("_pg_sum", numeric.Sum, 1)  # and a plain aggregate
     conn.create_window_function("_pg_avg", numeric.Avg, 1)
     conn.create_aggregate_function("_pg_array_agg", _aggregate(_ArrayAgg))

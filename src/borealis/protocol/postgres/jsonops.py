@@ -5,8 +5,9 @@ SQLite has ``->`` and ``->>`` too, with other meanings: its ``->>`` returns SQL 
 reals (PostgreSQL's returns text, so ``data->>'n' = '1'`` would be false), its right operand
 is a JSON path when it starts with ``$``, and it has no containment or key-existence
 operators. These functions parse the document with numbers kept as written and answer as
-PostgreSQL does; a JSON value comes back in jsonb's output form (``{"a": 1, "b": [1, 2]}``),
-which is how Borealis stores jsonb. PostgreSQL arrays are stored as JSON too (``types``), so
+PostgreSQL does; a JSON value built here comes back in jsonb's output form (``{"a": 1,
+"b": [1, 2]}``), which is how Borealis stores jsonb, and a member taken out of a document
+(``->``, ``#>``) as the document writes it, which is json's (kept as its input) and jsonb's. PostgreSQL arrays are stored as JSON too (``types``), so
 ``@>`` and ``<@`` of arrays go through the same containment.
 """
 
@@ -64,44 +65,153 @@ def dumps(value: Any) -> str:
     raise SqlFunctionError(f"cannot represent {type(value).__name__} in JSON", "22023")
 
 
-def _scalar_text(value: Any) -> str | None:
-    """``->>``'s text of a JSON value: strings unquoted, null as NULL."""
-    if value is None:
+# -- members as the document writes them ------------------------------------------------
+# PostgreSQL's json keeps its input text, and ``->`` of a json value gives the member's text
+# as written (spaces, the number 2.50, escapes); jsonb is stored in its output form, whose
+# members are written in that form too. So ``->``, ``->>``, ``#>`` and ``#>>`` cut the
+# member's text out of the document rather than parse and print it again, which is right
+# for both types. A key written twice in a json object: the last one counts, as in
+# PostgreSQL.
+
+_SPACE = " \t\n\r"
+_VALUE_END = ",]} \t\n\r"
+
+
+def _invalid() -> SqlFunctionError:
+    return SqlFunctionError("invalid input syntax for type json", "22P02")
+
+
+def _skip(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _SPACE:
+        i += 1
+    return i
+
+
+def _string_end(text: str, i: int) -> int:
+    """The end of the string that starts at ``text[i]`` (a quote)."""
+    j = i + 1
+    while True:
+        j = text.find('"', j)
+        if j < 0:
+            raise _invalid()
+        k = j - 1
+        while text[k] == "\\":
+            k -= 1
+        if (j - 1 - k) % 2 == 0:  # an even number of backslashes: not escaped
+            return j + 1
+        j += 1
+
+
+def _value_end(text: str, i: int) -> int:
+    """The end of the JSON value that starts at ``text[i]``."""
+    if i >= len(text):
+        raise _invalid()
+    first = text[i]
+    if first == '"':
+        return _string_end(text, i)
+    if first in "[{":
+        depth, j = 0, i
+        while j < len(text):
+            ch = text[j]
+            if ch == '"':
+                j = _string_end(text, j)
+                continue
+            if ch in "[{":
+                depth += 1
+            elif ch in "]}":
+                depth -= 1
+                if depth == 0:
+                    return j + 1
+            j += 1
+        raise _invalid()
+    j = i
+    while j < len(text) and text[j] not in _VALUE_END:
+        j += 1
+    if j == i:
+        raise _invalid()
+    return j
+
+
+def _child(text: str, start: int, key: Any) -> tuple[int, int] | None:
+    """The span of member ``key`` (a str) of the object, or element ``key`` (an int) of the
+    array, that starts at ``text[start]``; None when there is none."""
+    opening = text[start]
+    if opening not in "[{" or isinstance(key, bool) or \
+            not isinstance(key, str if opening == "{" else int):
         return None
-    if isinstance(value, str) and not isinstance(value, _Number):
-        return value
-    return dumps(value)
+    closing = "}" if opening == "{" else "]"
+    found: tuple[int, int] | None = None
+    elements: list[tuple[int, int]] = []
+    i = _skip(text, start + 1)
+    if i < len(text) and text[i] == closing:
+        return None
+    while True:
+        name = ""
+        if opening == "{":
+            if i >= len(text) or text[i] != '"':
+                raise _invalid()
+            end = _string_end(text, i)
+            raw = text[i + 1:end - 1]
+            name = json.loads(text[i:end]) if "\\" in raw else raw
+            i = _skip(text, end)
+            if i >= len(text) or text[i] != ":":
+                raise _invalid()
+            i = _skip(text, i + 1)
+        end = _value_end(text, i)
+        if opening == "{":
+            if name == key:
+                found = (i, end)
+        else:
+            elements.append((i, end))
+        i = _skip(text, end)
+        if i < len(text) and text[i] == ",":
+            i = _skip(text, i + 1)
+            continue
+        if i < len(text) and text[i] == closing:
+            break
+        raise _invalid()
+    if opening == "{":
+        return found
+    index = key if key >= 0 else len(elements) + key
+    return elements[index] if 0 <= index < len(elements) else None
 
 
-def _member(value: Any, key: Any) -> Any:
-    """The member or element ``key`` names; ``_MISSING`` when there is none."""
-    if isinstance(key, bool):
-        return _MISSING
-    if isinstance(value, dict):
-        return value.get(str(key), _MISSING) if isinstance(key, str) else _MISSING
-    if isinstance(value, list) and isinstance(key, int):
-        index = key if key >= 0 else len(value) + key
-        return value[index] if 0 <= index < len(value) else _MISSING
-    return _MISSING
+def _document(document: Any) -> tuple[str, int]:
+    """A document's text and where its value starts."""
+    if isinstance(document, bytes):
+        document = document.decode("utf-8", "replace")
+    if not isinstance(document, str):
+        document = json.dumps(document)
+    start = _skip(document, 0)
+    if _skip(document, _value_end(document, start)) != len(document):
+        raise _invalid()
+    return document, start
 
 
-_MISSING = object()
+def _text_of(text: str, span: tuple[int, int]) -> str | None:
+    """``->>``'s text of a member: a string unescaped, null as NULL, the rest as written."""
+    value = text[span[0]:span[1]]
+    if value.startswith('"'):
+        return str(json.loads(value))
+    return None if value == "null" else value
 
 
 def get(document: Any, key: Any) -> str | None:
-    """``document -> key``: the member as JSON text."""
+    """``document -> key``: the member as JSON text, as the document writes it."""
     if document is None or key is None:
         return None
-    found = _member(parse(document), key)
-    return None if found is _MISSING else dumps(found)
+    text, start = _document(document)
+    span = _child(text, start, key)
+    return None if span is None else text[span[0]:span[1]]
 
 
 def get_text(document: Any, key: Any) -> str | None:
     """``document ->> key``: the member as text."""
     if document is None or key is None:
         return None
-    found = _member(parse(document), key)
-    return None if found is _MISSING else _scalar_text(found)
+    text, start = _document(document)
+    span = _child(text, start, key)
+    return None if span is None else _text_of(text, span)
 
 
 def _text_array(value: Any) -> list[Any]:
@@ -115,38 +225,37 @@ def _text_array(value: Any) -> list[Any]:
     return [None if item is None else str(item) for item in items]
 
 
-def _walk(document: Any, path: Any) -> Any:
-    value = parse(document)
+def _walk(document: Any, path: Any) -> tuple[str, tuple[int, int] | None]:
+    """The document's text and the span of the value at ``path`` (None: there is none)."""
+    text, start = _document(document)
+    span: tuple[int, int] | None = (start, _value_end(text, start))
     for step in _text_array(path):
-        if step is None:
-            return _MISSING
-        if isinstance(value, list):
+        if step is None or span is None:
+            return text, None
+        key: Any = step
+        if text[span[0]] == "[":
             try:
-                key: Any = int(step)
+                key = int(step)
             except ValueError:
-                return _MISSING
-        else:
-            key = step
-        value = _member(value, key)
-        if value is _MISSING:
-            return _MISSING
-    return value
+                return text, None
+        span = _child(text, span[0], key)
+    return text, span
 
 
 def get_path(document: Any, path: Any) -> str | None:
     """``document #> path``."""
     if document is None or path is None:
         return None
-    found = _walk(document, path)
-    return None if found is _MISSING else dumps(found)
+    text, span = _walk(document, path)
+    return None if span is None else text[span[0]:span[1]]
 
 
 def get_path_text(document: Any, path: Any) -> str | None:
     """``document #>> path``."""
     if document is None or path is None:
         return None
-    found = _walk(document, path)
-    return None if found is _MISSING else _scalar_text(found)
+    text, span = _walk(document, path)
+    return None if span is None else _text_of(text, span)
 
 
 def _equal(a: Any, b: Any) -> bool:

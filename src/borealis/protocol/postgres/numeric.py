@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import Any
 
 from borealis.errors import BorealisError
+from borealis.protocol.postgres import exprtypes
 
 NUMERIC_COLLATION = "_pg_numeric"
 """The collation of numeric columns: numeric text compares as numbers."""
@@ -204,6 +205,63 @@ def modulo(a: Any, b: Any) -> Any:
 
 def _raise_zero() -> float:
     raise division_by_zero()
+
+
+INT2_MAX, INT4_MAX = 2**15 - 1, 2**31 - 1
+
+
+class NarrowIntegers:
+    """The integer operators with PostgreSQL's int2 and int4 overflow.
+
+    PostgreSQL computes ``int4 + int4`` in int4 and refuses a result beyond it (22003);
+    Borealis' integers are SQLite's 64-bit ones, and a column's width is in the schema,
+    not in the value. The translator passes each operator whose result may be a narrow
+    integer its ``exprtypes.int_check``: the narrowest width it may have and its type
+    formula. A result within that width is returned at once (the common case costs one
+    comparison); beyond it, the formula is evaluated against the schema (``columns``), and
+    the result is refused if PostgreSQL's type for it is narrower than the value.
+    """
+
+    def __init__(self, formula_type: Callable[[str], int]) -> None:
+        self.formula_type = formula_type  # an encoded formula's type oid, from the schema
+
+    def _checked(self, value: Any, check: str) -> Any:
+        if value.__class__ is int:
+            bound = INT2_MAX if check[0] == "2" else INT4_MAX
+            if value > bound or value < -bound - 1:
+                self._refuse_if_narrow(_int8(value), check)
+        return value
+
+    def _refuse_if_narrow(self, value: int, check: str) -> None:
+        oid = self.formula_type(check[1:])
+        if oid == exprtypes.INT2 and not -INT2_MAX - 1 <= value <= INT2_MAX:
+            raise SqlFunctionError("smallint out of range", "22003")
+        if oid == exprtypes.INT4 and not -INT4_MAX - 1 <= value <= INT4_MAX:
+            raise SqlFunctionError("integer out of range", "22003")
+
+    # two integers are the common case (pgbench's balance + delta): computed here, the
+    # others as ``add``/``subtract``/``multiply`` do
+
+    def add(self, a: Any, b: Any, check: str) -> Any:
+        if a.__class__ is int and b.__class__ is int:
+            return self._checked(a + b, check)
+        return self._checked(add(a, b), check)
+
+    def subtract(self, a: Any, b: Any, check: str) -> Any:
+        if a.__class__ is int and b.__class__ is int:
+            return self._checked(a - b, check)
+        return self._checked(subtract(a, b), check)
+
+    def multiply(self, a: Any, b: Any, check: str) -> Any:
+        if a.__class__ is int and b.__class__ is int:
+            return self._checked(a * b, check)
+        return self._checked(multiply(a, b), check)
+
+    def divide(self, a: Any, b: Any, check: str) -> Any:
+        return self._checked(divide(a, b), check)  # MIN / -1
+
+    def negate(self, a: Any, check: str) -> Any:
+        return self._checked(negate(a), check)
 
 
 def negate(a: Any) -> Any:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from borealis.engine.database import Result, Session
 from borealis.errors import BorealisError, ReadOnlyError, SqlError
 from borealis.protocol.postgres import copy as pgcopy
-from borealis.protocol.postgres import cursors, roles, sqltext
+from borealis.protocol.postgres import cursors, functions, roles, sqltext
 from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.backend import (
@@ -135,6 +135,9 @@ class Prepared:
     result: list[tuple[str, int, int]] | None = None  # described columns: name, oid, typmod
     role: roles.RoleStatement | None = None  # CREATE/ALTER/DROP ROLE: not SQLite's
     cursor: cursors.CursorStatement | None = None  # DECLARE/FETCH/MOVE/CLOSE
+    param_targets: tuple[tuple[int, int] | None, ...] = ()
+    """Per parameter, the column type (oid, typmod) its value is cast to at Bind
+    (``schema.assignment_targets``); empty when none is."""
 
 
 @dataclass
@@ -359,10 +362,12 @@ class QueryProtocol:
         return out
 
     # -- running one statement -------------------------------------------------------
-    async def _run_statement(self, statement: Statement, params: tuple[Any, ...]
+    async def _run_statement(self, statement: Statement, params: tuple[Any, ...],
+                             param_types: tuple[int, ...] = ()
                              ) -> tuple[list[tuple[str, int, int]] | None,
                                         list[tuple[Any, ...]], str, list[bytes]]:
-        """Run a translated statement: (columns or None, rows, command tag, notices)."""
+        """Run a translated statement: (columns or None, rows, command tag, notices).
+        ``param_types``: the parameters' types, where the client's protocol has them."""
         assert self.session is not None and self.sql is not None
         kind = statement.kind
         if self.failed and not (kind is Kind.TRANSACTION and isinstance(
@@ -408,7 +413,9 @@ class QueryProtocol:
         await self._open(write=not statement.read_only)
         result = await self._sqlite(statement.sqlite[0], params or None)
         if kind is Kind.QUERY:
-            columns = self._columns(statement, result.columns, result.decltypes, result.rows)
+            resolved = await self._result_types(statement, param_types)
+            columns = self._columns(statement, result.columns, result.decltypes, result.rows,
+                                    resolved)
             return columns, result.rows, command_tag(statement, result, len(result.rows)), []
         return None, [], command_tag(statement, result, 0), []
 
@@ -483,9 +490,25 @@ class QueryProtocol:
             await self.session.call(lambda c: pgschema.drop_owned_sequences(c, args))
         # writes made through call() are durable with the COMMIT that follows them
 
+    async def _result_types(self, statement: Statement, param_types: tuple[int, ...]
+                            ) -> list[tuple[int, int]] | None:
+        """The types of the result columns that are computed from table columns or
+        parameters (``exprtypes``), resolved against the schema; None when there are none
+        (no round trip to the session's thread then)."""
+        static = statement.columns
+        if static is None or all(c.formula is None for c in static):
+            return None
+        assert self.session is not None
+        resolved: list[tuple[int, int]] = await self.session.call(
+            lambda c: pgschema.result_types(c, static, param_types))
+        return resolved
+
     def _columns(self, statement: Statement, names: list[str], decltypes: list[str | None],
-                 rows: list[tuple[Any, ...]] | None) -> list[tuple[str, int, int]]:
-        """Each result column's name, type OID and modifier."""
+                 rows: list[tuple[Any, ...]] | None,
+                 resolved: list[tuple[int, int]] | None = None
+                 ) -> list[tuple[str, int, int]]:
+        """Each result column's name, type OID and modifier: the statement's type, else the
+        one resolved against the schema, else the declared type, else the values'."""
         out = []
         static = statement.columns
         for index, name in enumerate(names):
@@ -493,6 +516,8 @@ class QueryProtocol:
             if static is not None and index < len(static):
                 oid, typmod = static[index].type_oid, static[index].typmod
                 name = static[index].name
+            if not oid and resolved is not None and index < len(resolved):
+                oid, typmod = resolved[index]
             if not oid and index < len(decltypes) and decltypes[index]:
                 typed = pgtypes.type_from_decltype(decltypes[index])
                 if typed is not None:
@@ -619,16 +644,29 @@ class QueryProtocol:
         declared = tuple(message.parameter_types)
         hints = statement.param_hints + tuple(
             ParamHint() for _ in range(len(declared) - statement.param_count))
-        if any(not d for d in declared) or len(declared) < len(hints):
-            param_types = await self.session.call(
-                lambda c: pgschema.parameter_types(c, hints, declared))
+        check = statement.identity_check if statement.param_count else ()
+        assigned = any(h.assigned for h in hints)
+        targets: tuple[tuple[int, int] | None, ...] = ()
+        if any(not d for d in declared) or len(declared) < len(hints) or check or assigned:
+            def resolve(conn: Any) -> tuple[tuple[int, ...],
+                                            tuple[tuple[int, int] | None, ...]]:
+                # the statement's client parameters leave its identity columns to this
+                # check, as PostgreSQL's analysis of the statement (``assignments``)
+                tables: dict[str, list[pgschema.ColumnInfo]] = {}
+                pgschema.check_identity(conn, check, tables)
+                types = pgschema.parameter_types(conn, hints, declared, tables)
+                return types, (pgschema.assignment_targets(conn, hints, types, tables)
+                               if assigned else ())
+
+            param_types, targets = await self.session.call(resolve)
         else:
             param_types = declared
         for oid in param_types:
             if oid not in pgtypes.BY_OID:
                 raise TranslationError(f"type with OID {oid} is not supported", "0A000")
-        self.prepared[message.statement] = Prepared(sql, statement, tuple(param_types),
-                                                    cursor=cursor)
+        self.prepared[message.statement] = Prepared(
+            sql, statement, tuple(param_types), cursor=cursor,
+            param_targets=targets if any(t is not None for t in targets) else ())
         self._send(ParseComplete().encode())
 
     async def _bind(self, message: Bind) -> None:
@@ -644,6 +682,7 @@ class QueryProtocol:
                 f'statement "{message.statement}" requires {len(prepared.param_types)}',
                 sqlstate="08P01")
         formats = message.parameter_formats
+        targets = prepared.param_targets
         values: list[Any] = []
         for index, raw in enumerate(message.parameters):
             fmt = formats[0] if len(formats) == 1 else (
@@ -651,10 +690,16 @@ class QueryProtocol:
             pgtype = pgtypes.BY_OID[prepared.param_types[index]]
             if raw is None:
                 values.append(None)
-            elif fmt == Format.BINARY:
-                values.append(pgtypes.decode_binary(pgtype, raw))
+                continue
+            if fmt == Format.BINARY:
+                value = pgtypes.decode_binary(pgtype, raw)
             else:
-                values.append(pgtypes.decode_text(pgtype, raw))
+                value = pgtypes.decode_text(pgtype, raw)
+            target = targets[index] if targets else None
+            if target is not None:  # PostgreSQL's assignment cast to the column's type
+                value = functions.coerce_value(value, pgtypes.BY_OID[target[0]], target[1],
+                                               "v")
+            values.append(value)
         self.portals[message.portal] = Portal(prepared, tuple(values), message.result_formats)
         self._send(BindComplete().encode())
 
@@ -698,7 +743,8 @@ class QueryProtocol:
             description = await self.session.describe(statement.sqlite[0])
             names = [name for name, _ in description.columns]
             decltypes = [decltype for _, decltype in description.columns]
-            prepared.result = self._columns(statement, names, decltypes, None)
+            resolved = await self._result_types(statement, prepared.param_types)
+            prepared.result = self._columns(statement, names, decltypes, None, resolved)
         return prepared.result
 
     def _row_description(self, columns: list[tuple[str, int, int]],
@@ -742,7 +788,8 @@ class QueryProtocol:
                 # PostgreSQL): asyncpg's executemany is atomic.
                 self.batch.implicit = True
                 self.pending_begin = True
-            columns, rows, tag, notices = await self._run_statement(statement, portal.params)
+            columns, rows, tag, notices = await self._run_statement(
+                statement, portal.params, portal.prepared.param_types)
             if notices:
                 self._send(b"".join(notices))
             if portal.columns is None:

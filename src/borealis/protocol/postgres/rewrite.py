@@ -11,8 +11,12 @@ What the rewrite keeps exact, and how:
 - numbers: a decimal literal is numeric text; ``+ - * / %`` and unary minus stay SQLite's
   only when both operands are known integers (or floats), else they call ``numeric``'s
   functions, which choose integer, float or exact decimal arithmetic (or ``temporal``'s) from
-  the values; ``sum``/``avg`` are exact aggregates; comparisons of such results go through
-  ``_pg_cmp`` and their ORDER BY and min/max through the numeric collation.
+  the values; an operator whose result may be an int2 or int4 also gets its type formula
+  (``exprtypes.int_check``), so that its function refuses that width's overflow as
+  PostgreSQL does; ``sum``/``avg`` are exact aggregates; comparisons of such results go
+  through ``_pg_cmp`` and their ORDER BY and min/max through the numeric collation.
+- assignments: INSERT and UPDATE values are coerced to their columns' types, and identity
+  columns GENERATED ALWAYS refuse values (``assignments``).
 - literals: PostgreSQL types an unknown literal by the column it is assigned to or compared
   with, which only the schema knows: such a literal is wrapped in ``_pg_coerce``, which looks
   the column's type up when the statement runs.
@@ -33,7 +37,7 @@ from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.tokens import TokenType
 
-from borealis.protocol.postgres import outputs, passes
+from borealis.protocol.postgres import assignments, exprtypes, outputs, passes
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.nodes import (
     REG_OUT,
@@ -243,6 +247,8 @@ class Rewriter:
     def rewrite(self, tree: exp.Expression) -> exp.Expression:
         self._hints(tree)
         self._check_literals(tree)
+        self._mark_int_checks(tree)
+        self._mark_branch_literals(tree)
         work = passes.strip_catalog_dots(tree.copy())
         for now in list(work.find_all(exp.CurrentTimestamp)):
             if outputs.is_now_call(now):  # now(), not the CURRENT_TIMESTAMP keyword
@@ -258,6 +264,55 @@ class Rewriter:
         out = passes.post_order(work, self.node)
         self._check(out)
         return out
+
+    def _mark_int_checks(self, tree: exp.Expression) -> None:
+        """Mark each operator whose result may be an int2 or int4 with its
+        ``exprtypes.int_check`` (``meta['int_check']``), from the tree as PostgreSQL wrote
+        it: its function refuses an overflow of that width as PostgreSQL does."""
+        tables = self._dml_tables(tree)
+        for node in tree.find_all(exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg):
+            if isinstance(node, exp.Neg) and (isinstance(node.this, exp.Literal) or
+                                              self.is_literal_param(node.this)):
+                continue  # a negative literal: an int4 literal's negation is an int4
+            check = exprtypes.int_check(cast(exp.Expression, node), self.kinds, tables)
+            if check:
+                node.meta["int_check"] = check
+
+    def _dml_tables(self, tree: exp.Expression) -> tuple[str, ...]:
+        """The table an INSERT, UPDATE or DELETE writes, whose columns its expressions read
+        outside any FROM (``exprtypes.derive``'s ``tables``)."""
+        if isinstance(tree, exp.Insert | exp.Update | exp.Delete):
+            target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+            name = self.table_name(target)
+            return (name,) if name else ()
+        return ()
+
+    def _mark_branch_literals(self, tree: exp.Expression) -> None:
+        """Mark each untyped literal among the branches of a CASE, COALESCE, GREATEST or
+        LEAST with the type PostgreSQL gives it, the branches' common type
+        (``exprtypes.literal_branch_type``, ``meta['branch_type']``): ``coalesce(x, '5')``
+        is 5 where ``x`` is an int4, and the column is described as one."""
+        for node in tree.find_all(exp.Case, exp.Coalesce, exp.Greatest, exp.Least):
+            branches = [node.args.get("default"), *(
+                i.args.get("true") for i in node.args.get("ifs") or [])] \
+                if isinstance(node, exp.Case) else [node.this, *node.expressions]
+            literals = [b for b in branches if b is not None and self.literal_kind(b) == "s"]
+            if literals:
+                mark = exprtypes.literal_branch_type(cast(exp.Expression, node), self.kinds,
+                                                     self._dml_tables(tree))
+                for literal in literals:
+                    if mark:
+                        literal.meta["branch_type"] = mark
+
+    def _branch_literal(self, node: exp.Expression, out: exp.Expression) -> exp.Expression:
+        """A literal marked by ``_mark_branch_literals``, converted to its type."""
+        mark = str(node.meta.get("branch_type", ""))
+        if not mark:
+            return out
+        if mark.isdigit():
+            return call("_pg_cast", out, exp.Literal.number(int(mark)), exp.Literal.number(-1),
+                        exp.Literal.number(1))
+        return call("_pg_literal_as", out, string_literal(mark))
 
     def _check_literals(self, tree: exp.Expression) -> None:
         if not self.ctx.literal_params:
@@ -312,10 +367,11 @@ class Rewriter:
                                                                  exp.Parameter):
                     column = assignment.this
                     if isinstance(column, exp.Column) and table:
-                        self.hint(self.param(assignment.expression),
-                                  ParamHint(tables=(table,), column=column.name.lower()))
+                        # the assignment decides, over the comparison the walk saw in it
+                        self.ctx.hints[self.param(assignment.expression)] = ParamHint(
+                            tables=(table,), column=column.name.lower(), assigned=True)
 
-    def _insert_target(self, tree: exp.Insert) -> tuple[str, list[str]]:
+    def insert_target(self, tree: exp.Insert) -> tuple[str, list[str]]:
         target = tree.this
         if isinstance(target, exp.Schema):
             return self.table_name(target.this), [identifier_name(c)
@@ -323,7 +379,7 @@ class Rewriter:
         return self.table_name(target), []
 
     def _insert_hints(self, tree: exp.Insert) -> None:
-        table, columns = self._insert_target(tree)
+        table, columns = self.insert_target(tree)
         values = tree.expression
         if not table or not isinstance(values, exp.Values):
             return
@@ -332,7 +388,8 @@ class Rewriter:
             for index, item in enumerate(items):
                 if isinstance(item, exp.Parameter):
                     column = columns[index] if index < len(columns) else f"#{index}"
-                    self.hint(self.param(item), ParamHint(tables=(table,), column=column))
+                    self.hint(self.param(item), ParamHint(tables=(table,), column=column,
+                                                          assigned=True))
 
     def table_name(self, node: exp.Expression | None) -> str:
         if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
@@ -351,59 +408,43 @@ class Rewriter:
         return ParamHint(tables=tuple(dict.fromkeys(tables)), column=name)
 
     # literals typed by their column -----------------------------------------------------
-    def _coerce(self, value: exp.Expression, kind: str, column: str,
-                tables: tuple[str, ...]) -> None:
-        """Replace ``value`` (in place) by its coercion to the column's type."""
+    def coerce(self, value: exp.Expression, kind: str, column: str,
+               tables: tuple[str, ...]) -> exp.Anonymous | None:
+        """Replace ``value`` (in place) by its coercion to the column's type; the call, or
+        None for a catalog table (not coerced)."""
         tables = tuple(t for t in tables if catalog_table(None, t) is None)
         if not tables:
-            return
+            return None
         placeholder = exp.Null()
         value.replace(placeholder)
-        placeholder.replace(call("_pg_coerce", value, string_literal(kind), string_literal(column),
-                                  *(string_literal(t) for t in tables)))
+        coerced = call("_pg_coerce", value, string_literal(kind), string_literal(column),
+                       *(string_literal(t) for t in tables))
+        placeholder.replace(coerced)
+        return coerced
 
-    def _assigned_kind(self, value: exp.Expression) -> str:
+    def assigned_kind(self, value: exp.Expression) -> str:
         """The coercion an assigned value needs: a literal's kind, 'v' for arithmetic
-        (its numeric result takes the column's scale and range), '' for none."""
+        (its numeric result takes the column's scale and range) and another column's value
+        (an int8's beyond an int4 column's range is refused), '' for none."""
         kind = self.literal_kind(value)
         if kind:
             return kind
-        if isinstance(value, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Mod | exp.Neg):
+        if isinstance(value, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Mod | exp.Neg
+                      | exp.Column) and not (isinstance(value, exp.Column) and isinstance(
+                          value.this, exp.Star)):
             return "v"
         return ""
 
     def _coerce_literals(self, tree: exp.Expression) -> None:
         if isinstance(tree, exp.Insert):
-            table, columns = self._insert_target(tree)
-            values = tree.expression
-            if table and isinstance(values, exp.Values):
-                for row in values.expressions:
-                    items = row.expressions if isinstance(row, exp.Tuple) else [row]
-                    for index, item in enumerate(list(items)):
-                        kind = self._assigned_kind(item)
-                        if kind:
-                            column = columns[index] if index < len(columns) else f"#{index}"
-                            self._coerce(item, kind, column, (table,))
-            conflict = tree.args.get("conflict")
-            if table and isinstance(conflict, exp.OnConflict):
-                self._coerce_assignments(conflict.expressions, table)
+            assignments.coerce_insert(self, tree)
         if isinstance(tree, exp.Update):
-            table = self.table_name(tree.this)
-            if table:
-                self._coerce_assignments(tree.expressions, table)
+            assignments.coerce_update(self, tree)
         for node in list(tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
                                        exp.In, exp.Between)):
             if isinstance(node.parent, exp.Update | exp.OnConflict):
                 continue  # an assignment
             self._coerce_comparison(cast(exp.Expression, node), tree)
-
-    def _coerce_assignments(self, assignments: list[exp.Expression], table: str) -> None:
-        for assignment in assignments:
-            if isinstance(assignment, exp.EQ) and isinstance(assignment.this, exp.Column):
-                kind = self._assigned_kind(assignment.expression)
-                if kind:
-                    self._coerce(assignment.expression, kind,
-                                 identifier_name(assignment.this), (table,))
 
     def _coerce_comparison(self, node: exp.Expression, tree: exp.Expression) -> None:
         if isinstance(node, exp.In | exp.Between):
@@ -423,7 +464,7 @@ class Rewriter:
             if vector:
                 continue
             hint = self._column_hint(column, tree)
-            self._coerce(other, "s", hint.column, hint.tables)
+            self.coerce(other, "s", hint.column, hint.tables)
 
     def _catalog_literal(self, column: exp.Column, literal: exp.Expression) -> bool:
         """A string literal compared with a catalog column: typed now, from the catalog's
@@ -455,7 +496,7 @@ class Rewriter:
         return node
 
     def _parameter(self, node: exp.Parameter) -> exp.Expression:
-        return exp.Var(this=f"?{self.param(node)}")
+        return self._branch_literal(node, exp.Var(this=f"?{self.param(node)}"))
 
     def _identifier(self, node: exp.Identifier) -> exp.Expression:
         if not node.quoted and node.this != node.this.lower():
@@ -463,7 +504,9 @@ class Rewriter:
         return node
 
     def _literal(self, node: exp.Literal) -> exp.Expression:
-        if node.is_string or node.meta.get("numeric"):
+        if node.is_string:
+            return self._branch_literal(node, node)
+        if node.meta.get("numeric"):
             return node
         text = str(node.this)
         if re.fullmatch(r"[0-9]+", text) and int(text) < 2**63:
@@ -576,24 +619,34 @@ class Rewriter:
         literal: SQLite divides by zero into NULL), ``numeric``'s otherwise."""
         left, right = node.this, node.args["expression"]
         kinds = (self.number_kind(left), self.number_kind(right))
-        if "" not in kinds:
-            if not isinstance(node, exp.Div | exp.Mod):
-                return node
-            if kinds == ("int", "int") and literal_int(right) not in (None, 0):
-                return node
+        check = str(node.meta.get("int_check", ""))
+        if "" not in kinds and "float" in kinds and not isinstance(node, exp.Div | exp.Mod):
+            return node
+        if kinds == ("int", "int") and isinstance(node, exp.Div | exp.Mod) and not check and \
+                literal_int(right) not in (None, 0):
+            return node  # SQLite's integer division truncates, as PostgreSQL's
         names: dict[type, str] = {exp.Add: "_pg_add", exp.Sub: "_pg_sub", exp.Mul: "_pg_mul",
                                   exp.Div: "_pg_div", exp.Mod: "_pg_mod"}
-        name = names[type(node)]
-        return call(name, left, right)
+        out = call(names[type(node)], left, right)
+        if check and not isinstance(node, exp.Mod):  # a remainder never overflows
+            out.expressions.append(string_literal(check))
+        if kinds == ("int", "int"):
+            # SQLite's own + - * would turn an int8 overflow into a float
+            out.meta["number"] = "int"
+        return out
 
     def _neg(self, node: exp.Neg) -> exp.Expression:
         inner = node.this
         if is_numeric_literal(inner):
             text = str(inner.this)
             return numeric_literal(text[1:] if text.startswith("-") else "-" + text)
-        if self.number_kind(inner):
+        check = str(node.meta.get("int_check", ""))
+        if self.number_kind(inner) == "float" or (self.number_kind(inner) and not check):
             return node
-        return call("_pg_neg", inner)
+        out = call("_pg_neg", inner, *([string_literal(check)] if check else []))
+        if self.number_kind(inner):
+            out.meta["number"] = "int"
+        return out
 
     def _comparison(self, node: exp.Expression) -> exp.Expression:
         if isinstance(node.parent, exp.Update | exp.OnConflict):

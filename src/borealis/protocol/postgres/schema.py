@@ -1,7 +1,8 @@
 """What the PostgreSQL server needs to know about, and do to, the SQLite schema.
 
 Every function here takes the session's SQLite connection and runs in the session's thread
-(``Session.call``): column types for parameter and COPY decoding, and the schema changes
+(``Session.call``): column types for parameter and COPY decoding and for result columns
+computed from columns (``result_types``), and the schema changes
 that SQLite has no statement for: ``ALTER TABLE ... ADD PRIMARY KEY`` (the table is rebuilt
 with the key, so that an integer key becomes SQLite's rowid and lookups by it take one
 B-tree descent), sequences (``CREATE/DROP SEQUENCE``, ``TRUNCATE ... RESTART IDENTITY``).
@@ -17,9 +18,10 @@ import sqlglot
 from sqlglot import exp
 
 from borealis.errors import SqlError
+from borealis.protocol.postgres import exprtypes, functions
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.ddl import SEQUENCES_TABLE_DDL
-from borealis.protocol.postgres.statement import TranslationError
+from borealis.protocol.postgres.statement import OutputColumn, TranslationError
 
 TEXT = 25
 
@@ -31,6 +33,7 @@ class ColumnInfo:
     typmod: int
     not_null: bool
     primary_key: bool
+    default: str | None = None  # the SQLite DDL's default expression
 
 
 def _q(name: str) -> str:
@@ -40,44 +43,124 @@ def _q(name: str) -> str:
 def columns(conn: apsw.Connection, table: str) -> list[ColumnInfo]:
     """A table's (or view's) columns in order; empty when there is no such table."""
     out = []
-    for _cid, name, decltype, notnull, _default, pk, hidden in conn.execute(
+    for _cid, name, decltype, notnull, default, pk, hidden in conn.execute(
             "SELECT cid, name, type, \"notnull\", dflt_value, pk, hidden "
             "FROM pragma_table_xinfo(?)", (table,)):
         if hidden:
             continue
         typed = pgtypes.type_from_decltype(decltype) if decltype else None
         oid, typmod = (typed[0].oid, typed[1]) if typed is not None else (TEXT, -1)
-        out.append(ColumnInfo(name, oid, typmod, bool(notnull), bool(pk)))
+        out.append(ColumnInfo(name, oid, typmod, bool(notnull), bool(pk), default))
     return out
 
 
+def _hinted_column(conn: apsw.Connection, hint: Any,
+                   cache: dict[str, list[ColumnInfo]]) -> ColumnInfo | None:
+    """The column a parameter hint names: in the first of its tables that has it."""
+    for table in hint.tables:
+        if table not in cache:
+            cache[table] = columns(conn, table)
+        found = cache[table]
+        if hint.column.startswith("#"):
+            position = int(hint.column[1:])
+            if position < len(found):
+                return found[position]
+        else:
+            for column in found:
+                if column.name.lower() == hint.column:
+                    return column
+    return None
+
+
 def parameter_types(conn: apsw.Connection, hints: tuple[Any, ...],
-                    declared: tuple[int, ...]) -> tuple[int, ...]:
-    """Each parameter's type OID: the client's, else the hint's, else text."""
-    cache: dict[str, list[ColumnInfo]] = {}
+                    declared: tuple[int, ...],
+                    cache: dict[str, list[ColumnInfo]] | None = None) -> tuple[int, ...]:
+    """Each parameter's type OID: the client's, else the hint's, else text. ``cache``:
+    tables' columns already read in this call to the session's thread."""
+    cache = {} if cache is None else cache
     out = []
     for index, hint in enumerate(hints):
         oid = declared[index] if index < len(declared) else 0
         if not oid:
             oid = hint.oid
         if not oid and hint.column:
-            for table in hint.tables:
-                if table not in cache:
-                    cache[table] = columns(conn, table)
-                found = cache[table]
-                if hint.column.startswith("#"):
-                    position = int(hint.column[1:])
-                    if position < len(found):
-                        oid = found[position].type_oid
-                else:
-                    for column in found:
-                        if column.name.lower() == hint.column:
-                            oid = column.type_oid
-                            break
-                if oid:
-                    break
+            column = _hinted_column(conn, hint, cache)
+            oid = column.type_oid if column is not None else 0
         out.append(oid or TEXT)
     return tuple(out)
+
+
+def assignment_targets(conn: apsw.Connection, hints: tuple[Any, ...],
+                       param_types: tuple[int, ...],
+                       cache: dict[str, list[ColumnInfo]] | None = None
+                       ) -> tuple[tuple[int, int] | None, ...]:
+    """For each parameter assigned to a column (INSERT VALUES, UPDATE SET), the column's
+    (type oid, typmod) when its value needs PostgreSQL's assignment cast: the client sent
+    another type (an int8 for an int4 column: 22003 beyond its range), or the column has a
+    modifier (numeric scale, varchar length); None for the others (nothing to do at Bind)."""
+    cache = {} if cache is None else cache
+    out: list[tuple[int, int] | None] = []
+    for index, hint in enumerate(hints):
+        target: tuple[int, int] | None = None
+        if hint.assigned and hint.column:
+            column = _hinted_column(conn, hint, cache)
+            if column is not None and column.type_oid in pgtypes.BY_OID and (
+                    column.typmod >= 0 or column.type_oid != param_types[index]):
+                target = (column.type_oid, column.typmod)
+        out.append(target)
+    return tuple(out)
+
+
+def column_types(conn: apsw.Connection) -> exprtypes.Columns:
+    """A lookup of table columns' (type oid, typmod) for ``exprtypes.evaluate``, reading
+    each table once; a column SQLite declares no type for (a view's expression) is 0."""
+    tables: dict[str, list[tuple[str, int, int]]] = {}
+
+    def lookup(table: str, column: str) -> tuple[int, int] | None:
+        found = tables.get(table)
+        if found is None:
+            found = []
+            for name, decltype, hidden in conn.execute(
+                    "SELECT name, type, hidden FROM pragma_table_xinfo(?)", (table,)):
+                if hidden:
+                    continue
+                typed = pgtypes.type_from_decltype(decltype) if decltype else None
+                found.append((name, *((typed[0].oid, typed[1]) if typed else (0, -1))))
+            tables[table] = found
+        for name, oid, typmod in found:
+            if name == column:
+                return oid, typmod
+        for name, oid, typmod in found:
+            if name.lower() == column.lower():
+                return oid, typmod
+        return None
+
+    return lookup
+
+
+def result_types(conn: apsw.Connection, columns: tuple[OutputColumn, ...],
+                 param_types: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Each result column's (type oid, typmod): its formula's against the schema and the
+    parameters' types; (0, -1) for a column without a formula or one still undecided."""
+    lookup = column_types(conn)
+    return [exprtypes.evaluate(c.formula, lookup, param_types,
+                               untyped_param=exprtypes.UNKNOWN) if c.formula is not None
+            else (0, -1) for c in columns]
+
+
+def check_identity(conn: apsw.Connection, check: tuple[str, ...],
+                   cache: dict[str, list[ColumnInfo]] | None = None) -> None:
+    """At Parse: refuse (428C9) an INSERT or UPDATE that gives a value to an identity column
+    GENERATED ALWAYS (``Statement.identity_check``: verb, table, columns). ``cache`` as for
+    ``parameter_types``: a table without a sequence default costs no other query."""
+    if not check:
+        return
+    verb, table, *given = check
+    cache = {} if cache is None else cache
+    if table not in cache:
+        cache[table] = columns(conn, table)
+    if any("_pg_nextval(" in (c.default or "") for c in cache[table]):
+        functions.check_identity(conn, verb, table, tuple(given))
 
 
 def add_primary_key(conn: apsw.Connection, table: str, keys: tuple[str, ...],

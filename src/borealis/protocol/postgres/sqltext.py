@@ -203,6 +203,21 @@ def prepare(sql: str) -> str:
     return "".join(parts)
 
 
+def strip_overriding(sql: str) -> tuple[str, str]:
+    """An INSERT's ``OVERRIDING SYSTEM VALUE`` or ``OVERRIDING USER VALUE`` (which sqlglot
+    does not parse) taken out: (the statement without it, 'system', 'user' or '')."""
+    if first_word(sql) != "insert" or "overriding" not in sql.lower():
+        return sql, ""
+    tokens = [t for t in _tokens(sql) if t[0] not in ("space", "block_comment", "line_comment")]
+    for index, (kind, text, start) in enumerate(tokens[:-2]):
+        if kind == "word" and text.lower() == "overriding":
+            which, value = tokens[index + 1], tokens[index + 2]
+            if which[1].lower() in ("system", "user") and value[1].lower() == "value":
+                end = value[2] + len(value[1])
+                return sql[:start] + sql[end:], which[1].lower()
+    return sql, ""
+
+
 def _string_value(kind: str, text: str) -> str:
     if kind == "string":
         return text[1:-1].replace("''", "'")

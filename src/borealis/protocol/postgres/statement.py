@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from borealis.errors import BorealisError
+
+if TYPE_CHECKING:
+    from borealis.protocol.postgres.exprtypes import Formula
 
 
 class TranslationError(BorealisError):
@@ -52,6 +55,10 @@ class OutputColumn:
     name: str
     type_oid: int = 0          # 0: not known from the statement alone
     typmod: int = -1
+    formula: Formula | None = None
+    """When the type is not known from the statement alone and the column is not a plain
+    table column (whose type SQLite declares): its type as a formula over the columns and
+    parameters it reads (``exprtypes``), resolved against the schema at Describe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,9 @@ class ParamHint:
     oid: int = 0
     tables: tuple[str, ...] = ()
     column: str = ""
+    assigned: bool = False
+    """The parameter is the value assigned to the column (INSERT VALUES, UPDATE SET): it
+    takes the column's type by PostgreSQL's assignment cast (``schema.assignment_targets``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +136,9 @@ class Statement:
     setup: tuple[str, ...] = ()
     """SQLite statements run before ``sqlite`` in the same transaction (sequences that a
     CREATE TABLE's SERIAL columns own)."""
+    identity_check: tuple[str, ...] = ()
+    """An INSERT's or UPDATE's verb, table and the columns it gives values: none may be an
+    identity column GENERATED ALWAYS (checked at Parse, ``schema.check_identity``)."""
 
 
 @dataclass
@@ -136,3 +149,5 @@ class Context:
     hints: dict[int, ParamHint] = field(default_factory=dict)
     max_param: int = 0
     setup: list[str] = field(default_factory=list)
+    overriding: str = ""       # an INSERT's OVERRIDING SYSTEM VALUE: 'system'
+    identity_check: tuple[str, ...] = ()  # Statement.identity_check

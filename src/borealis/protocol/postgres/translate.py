@@ -14,9 +14,11 @@ transactions, settings, maintenance and COPY are recognised from their text, bef
 
 What the translation records besides the SQL, for the protocol (``statement.Statement``):
 - the output columns' names as PostgreSQL names them (``?column?``, ``count``, the column's
-  name), so that result sets look the same, and their type where it follows from the
-  statement alone (``outputs``); the rest come from SQLite's declared types when the
-  statement is prepared (``types.type_from_decltype``);
+  name), so that result sets look the same (``outputs``), and their types by PostgreSQL's
+  rules (``exprtypes``): known where the statement alone decides them, else a formula over
+  the table columns and parameters they read, which the server resolves against the schema
+  at Describe; a plain column's type is SQLite's declared type when the statement is
+  prepared (``types.type_from_decltype``);
 - a hint per parameter (``$n``) for its type: the column it is compared with or assigned
   to, a cast, a LIMIT. The server resolves hints against the schema at Parse time and
   answers ParameterDescription with real OIDs (asyncpg encodes by them).
@@ -37,7 +39,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 
-from borealis.protocol.postgres import outputs, sqltext
+from borealis.protocol.postgres import exprtypes, outputs, sqltext
 from borealis.protocol.postgres.ddl import SEQUENCES_TABLE_DDL, Ddl, generate
 from borealis.protocol.postgres.passes import mark_catalog_columns, name_reg_outputs, undo_lambdas
 from borealis.protocol.postgres.rewrite import PgDialect, Rewriter
@@ -228,10 +230,12 @@ def translate_statement(sql: str, *, kinds: tuple[str, ...] = ()) -> Statement:
     if (match := _COPY.match(sql)) is not None:
         return _copy(match)
     try:
-        text = sqltext.prepare(sql)
+        text, overriding = sqltext.strip_overriding(sqltext.prepare(sql))
     except sqltext.SqlTextError as exc:
         raise TranslationError(str(exc), exc.sqlstate) from None
-    ctx = Context(literal_params=len(kinds))
+    if overriding == "user":
+        raise unsupported("OVERRIDING USER VALUE")
+    ctx = Context(literal_params=len(kinds), overriding=overriding)
     rw = Rewriter(ctx, kinds)
     try:
         tree = undo_lambdas(parse(text))
@@ -250,7 +254,7 @@ def translate_statement(sql: str, *, kinds: tuple[str, ...] = ()) -> Statement:
                       for h, k in zip(hints, kinds, strict=False))
     return Statement(statement.kind, statement.tag, statement.sqlite, ctx.max_param, hints,
                      statement.columns, statement.action, statement.read_only,
-                     statement.setup + tuple(ctx.setup))
+                     statement.setup + tuple(ctx.setup), ctx.identity_check)
 
 
 def _first_line(exc: Exception) -> str:
@@ -264,7 +268,9 @@ def _dispatch(tree: exp.Expression, rw: Rewriter, ddl: Ddl,
         if tree.args.get("locks"):
             tree = tree.copy()
             tree.set("locks", None)  # FOR UPDATE: SQLite's one writer already serialises
-        names = outputs.outputs(tree, kinds)
+        names = outputs.outputs(tree)
+        if names is not None:
+            names = exprtypes.typed_outputs(tree, names, kinds)
         out = rw.rewrite(tree)
         name_reg_outputs(out, names)
         if names is not None:
@@ -278,7 +284,12 @@ def _dispatch(tree: exp.Expression, rw: Rewriter, ddl: Ddl,
         returning = tree.args.get("returning")
         names = None
         if returning is not None:
-            names = outputs.outputs(exp.Select(expressions=list(returning.expressions)), kinds)
+            fake = exp.Select(expressions=list(returning.expressions))
+            names = outputs.outputs(fake)
+            if names is not None:
+                target = _dml_table(tree)
+                names = exprtypes.typed_outputs(fake, names, kinds,
+                                                (target,) if target else ())
         if isinstance(tree, exp.Insert) and tree.args.get("conflict") is not None:
             _check_conflict(tree.args["conflict"])
         out = rw.rewrite(tree)
@@ -322,6 +333,16 @@ def _dispatch(tree: exp.Expression, rw: Rewriter, ddl: Ddl,
         word = str(tree.this).upper()
         raise unsupported(f"the {word} statement")
     raise unsupported(outputs_feature(tree))
+
+
+def _dml_table(tree: exp.Insert | exp.Update | exp.Delete) -> str:
+    """The table an INSERT, UPDATE or DELETE writes (its RETURNING reads it)."""
+    target = tree.this
+    if isinstance(target, exp.Schema):
+        target = target.this
+    if isinstance(target, exp.Table) and isinstance(target.this, exp.Identifier):
+        return target.name if target.this.quoted else target.name.lower()
+    return ""
 
 
 def outputs_feature(tree: exp.Expression) -> str:
