@@ -62,6 +62,7 @@ class Managed:
     last_seen_s: float = 0.0
     lag_ms: float | None = None
     refused: bool = False   # the last check found its port closed: the process is gone
+    state: str = ""         # what it last said of itself: "serving" or "fenced"
 
 
 @dataclass
@@ -111,7 +112,8 @@ class Orchestrator:
                 with contextlib.suppress(BorealisError, OSError):
                     await stale.close()
             return
-        instance.healthy = status.get("state") == "serving"
+        instance.state = str(status.get("state") or "")
+        instance.healthy = instance.state == "serving"
         instance.refused = False
         instance.last_seen_s = now_s
         instance.role = Role.WRITER if status.get("role") == "writer" else Role.READER

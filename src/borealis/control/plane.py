@@ -407,6 +407,7 @@ class ControlPlane(StorageHealing):
         m.pg_address = ("127.0.0.1", r.pg_port)
         m.role = Role.WRITER if role == "writer" else Role.READER
         m.healthy = True
+        m.state = "serving"
         m.last_seen_s = time.monotonic()
         self.orchestrator._clients.pop(instance_id, None)
         self.event("instance-started", f"instance {r.id} ({role}, {r.az}) started in "
@@ -528,7 +529,7 @@ class ControlPlane(StorageHealing):
                                    f"restart: {exc}; trying again in "
                                    f"{RESTART_BACKOFF_S:.0f} s", instance=ri.id)
                 continue
-            if p.alive() and m.healthy and status.get("state") == "fenced":
+            if p.alive() and (m.state == "fenced" or status.get("state") == "fenced"):
                 self.event("instance-fenced", f"{ri.id} was fenced by the new writer: "
                            "restarting it as a reader", instance=ri.id)
                 await asyncio.to_thread(p.stop)
