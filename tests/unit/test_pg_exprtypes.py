@@ -247,3 +247,16 @@ def test_storing_out_of_range_into_int4_is_refused(table: apsw.Connection) -> No
     run(table, "UPDATE tt SET b = 7")
     run(table, "UPDATE tt SET i = b, n = d")
     assert run(table, "SELECT i, n FROM tt") == [(7, "2.50"), (7, "3.50")]
+
+
+@pytest.mark.parametrize("sql", ["SELECT $0", "SELECT $0 + 1", "SELECT $foo"])
+def test_a_parameter_that_is_no_positional_parameter_has_no_known_type(sql: str) -> None:
+    """Regression (protocol fuzz test): ``$0`` took the last literal's kind, or raised
+    IndexError, which closed the connection with an internal error."""
+    import sqlglot
+
+    from borealis.protocol.postgres import exprtypes
+
+    node = sqlglot.parse_one(sql, read="postgres").expressions[0]
+    for kinds in ((), ("int4",)):  # before: IndexError, or the last literal's int4
+        assert exprtypes.derive(node, kinds=kinds) == exprtypes.NOT_KNOWN

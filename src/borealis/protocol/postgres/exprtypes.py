@@ -357,8 +357,11 @@ def derive(node: exp.Expression, kinds: tuple[str, ...] = (),
         return Known(UNKNOWN)
     if isinstance(node, exp.Parameter):
         raw = node.this
-        number = int(raw.this if isinstance(raw, exp.Literal) else str(raw))
-        if number <= len(kinds):
+        try:
+            number = int(raw.this if isinstance(raw, exp.Literal) else str(raw))
+        except ValueError:  # $name: not a positional parameter
+            return NOT_KNOWN
+        if 1 <= number <= len(kinds):  # ($0 is no parameter: the fuzz test sent one)
             return Known(_KIND_OIDS[kinds[number - 1]])
         return ParamOf(number) if 1 <= number <= 65535 else NOT_KNOWN
     if isinstance(node, _BOOLEAN_NODES):
