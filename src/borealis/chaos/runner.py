@@ -10,10 +10,11 @@ The verdict (``verdict.json``) says, besides what the workload's checkers found:
 
 - **operations** by outcome and by function (the final reads counted apart);
 - **acknowledged_commits_lost**: acknowledged writes the final state does not hold;
-- **anomalies**: counts by type, from every checker, including ``stale-writer-ack``: a
+- **anomalies**: counts by type, from every checker, including ``stale-writer-ack`` (a
   write acknowledged by an instance that was no longer the writer when the write was
-  invoked (after a failover event away from it) — a fenced writer must never get a commit
-  acknowledged;
+  invoked, after a failover event away from it: a fenced writer must never get a commit
+  acknowledged) and ``stale-writer-read`` (a read through the writer endpoint answered by
+  such an instance);
 - **availability** during the fault window (from the fault's start to the end of healing),
   for writes and reads: the fraction of operations invoked in the window whose answer came
   from the database (ok, a definite refusal the workload asked for, such as a cas that
@@ -36,7 +37,6 @@ import bisect
 import itertools
 import json
 import logging
-import math
 import random
 import tempfile
 import threading
@@ -279,7 +279,7 @@ def load_run(directory: Path) -> tuple[dict[str, Any], History, dict[int, dict[s
     with open(directory / HISTORY_FILE, encoding="utf-8") as stream:
         for line in stream:
             obj = json.loads(line)
-            extra = {k: obj[k] for k in ("error", "instance") if k in obj}
+            extra = {k: obj[k] for k in ("error", "instance", "endpoint") if k in obj}
             if extra:
                 meta[int(obj["index"])] = extra
     events_path = directory / EVENTS_FILE
@@ -358,7 +358,7 @@ def availability(workload: Workload, client_pairs: list[Pair],
     if start is None or end is None:
         return {"window_s": None, "writes": None, "reads": None}
     out: dict[str, Any] = {"window_s": [round(start / 1e9, 3), round(end / 1e9, 3)]}
-    seconds = max(1, math.ceil((end - start) / 1e9))
+    seconds = max(1, (end - start) // 1_000_000_000)   # whole seconds: no partial tail
     for kind, wanted in (("writes", True), ("reads", False)):
         chosen = [p for p in client_pairs if start <= p.invoke.time_ns <= end
                   and workload.is_write(p) is wanted]
@@ -369,7 +369,8 @@ def availability(workload: Workload, client_pairs: list[Pair],
         # was acknowledged (operations stuck for the whole outage count once above).
         served = {(p.completion.time_ns - start) // 1_000_000_000 for p in client_pairs
                   if p.outcome is OpType.OK and p.completion is not None
-                  and start <= p.completion.time_ns < end and workload.is_write(p) is wanted}
+                  and 0 <= p.completion.time_ns - start < seconds * 1_000_000_000
+                  and workload.is_write(p) is wanted}
         out[f"{kind}_by_time"] = round(len(served) / seconds, 4)
     return out
 
@@ -435,18 +436,23 @@ def writer_timeline(events: Sequence[Mapping[str, Any]], timeline: Mapping[str, 
 
 def check_fencing(workload: Workload, history: History, meta: Mapping[int, Mapping[str, Any]],
                   events: Sequence[Mapping[str, Any]], timeline: Mapping[str, Any]) -> Verdict:
-    """No acknowledged write from an instance invoked after a failover made another instance
-    the writer (until it becomes the writer again): a fenced writer acknowledges nothing."""
+    """A deposed writer serves nothing as the writer: no acknowledged write from an instance
+    invoked after a failover made another instance the writer (``stale-writer-ack``), and no
+    read through the writer endpoint answered by such an instance (``stale-writer-read``:
+    it can only answer from the state it had when it was deposed), until a failover makes it
+    the writer again."""
     changes = writer_timeline(events, timeline)
     times = [t for t, _ in changes]
-    stale: list[dict[str, Any]] = []
+    anomalies: dict[str, list[dict[str, Any]]] = {}
     checked = 0
     for pair in history.pairs():
-        if not isinstance(pair.process, int) or pair.outcome is not OpType.OK:
+        if pair.process == "nemesis" or pair.outcome is not OpType.OK or pair.completion is None:
             continue
-        if not workload.is_write(pair) or pair.completion is None:
+        facts = meta.get(pair.completion.index, {})
+        served_by = facts.get("instance")
+        write = workload.is_write(pair) if isinstance(pair.process, int) else False
+        if not write and facts.get("endpoint") != "writer":
             continue
-        served_by = meta.get(pair.completion.index, {}).get("instance")
         position = bisect.bisect_right(times, pair.invoke.time_ns) - 1
         if served_by is None or position < 0:
             continue
@@ -454,14 +460,14 @@ def check_fencing(workload: Workload, history: History, meta: Mapping[int, Mappi
         writer = changes[position][1]
         former = {w for _, w in changes[:position]}
         following = changes[position + 1][1] if position + 1 < len(changes) else None
-        # A new writer may acknowledge before the control plane records the failover event:
+        # A new writer may answer before the control plane records the failover event:
         # only an instance that had been the writer, and is not the next one, is stale.
         if served_by != writer and served_by in former and served_by != following:
-            stale.append({"op": pair.to_json(), "served_by": served_by, "writer": writer,
-                          "invoked_s": round(pair.invoke.time_ns / 1e9, 3)})
-    anomalies = {"stale-writer-ack": stale} if stale else {}
-    return Verdict("fencing", not stale, anomalies,
-                   counts={"acknowledged_writes_checked": checked,
+            anomalies.setdefault("stale-writer-ack" if write else "stale-writer-read", []).append(
+                {"op": pair.to_json(), "served_by": served_by, "writer": writer,
+                 "invoked_s": round(pair.invoke.time_ns / 1e9, 3)})
+    return Verdict("fencing", not anomalies, anomalies,
+                   counts={"writer_endpoint_ops_checked": checked,
                            "writer_changes": max(0, len(changes) - 1)})
 
 

@@ -19,11 +19,11 @@ what makes a history honest:
   paused writer would hold a client for ever, so the watchdog shuts the socket down under
   the client, which then sees a lost connection.
 
-Besides its history, each completion keeps two facts the checkers do not need: the error
-(SQLSTATE, ``conn``, ``timeout``, ``connect``, ``refused:WHY``) and the instance that served
-the connection (``aurora_db_instance_identifier()``). The runner uses them for
-availability and for the fencing check, and stores them in ``history.jsonl`` beside each
-event (``history.load`` ignores them).
+Besides its history, each completion keeps three facts the checkers do not need: the error
+(SQLSTATE, ``conn``, ``timeout``, ``connect``, ``refused:WHY``), the instance that served
+the connection (``aurora_db_instance_identifier()``) and the endpoint it came through. The
+runner uses them for availability and for the fencing check, and stores them in
+``history.jsonl`` beside each event (``history.load`` ignores them).
 """
 
 from __future__ import annotations
@@ -100,10 +100,11 @@ class Recorder:
         return self._append(process, OpType.INVOKE, f, value, None)
 
     def complete(self, invoke: Op, kind: OpType, value: Any, *, error: str | None = None,
-                 instance: str | None = None) -> Op:
+                 instance: str | None = None, endpoint: str | None = None) -> Op:
         assert invoke.type is OpType.INVOKE
         assert kind is not OpType.INVOKE
-        meta = {k: v for k, v in (("error", error), ("instance", instance)) if v is not None}
+        meta = {k: v for k, v in (("error", error), ("instance", instance),
+                                  ("endpoint", endpoint)) if v is not None}
         return self._append(invoke.process, kind, invoke.f, value, meta)
 
     def history(self) -> History:
@@ -374,7 +375,8 @@ class Performer:
             if not session.rollback():
                 self._drop(planned.endpoint)
             recorder.complete(invoke, OpType.FAIL, planned.value,
-                              error=f"refused:{refused.reason}", instance=session.instance)
+                              error=f"refused:{refused.reason}", instance=session.instance,
+                              endpoint=planned.endpoint)
             return OpType.FAIL, None
         except psycopg.Error as exc:
             session.disarm()
@@ -382,14 +384,15 @@ class Performer:
             sqlstate = getattr(exc, "sqlstate", None)
             error = "timeout" if session.timed_out else (sqlstate or "conn")
             recorder.complete(invoke, kind, planned.value, error=error,
-                              instance=session.instance)
+                              instance=session.instance, endpoint=planned.endpoint)
             broken = session.conn.closed or session.timed_out or not definite(sqlstate)
             if broken or not session.rollback():
                 self._drop(planned.endpoint)
             log.debug("op failed f=%s kind=%s error=%s: %s", planned.f, kind.value, error, exc)
             return kind, None
         session.disarm()
-        recorder.complete(invoke, OpType.OK, value, instance=session.instance)
+        recorder.complete(invoke, OpType.OK, value, instance=session.instance,
+                          endpoint=planned.endpoint)
         return OpType.OK, value
 
 

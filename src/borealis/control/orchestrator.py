@@ -63,6 +63,7 @@ class Managed:
     lag_ms: float | None = None
     refused: bool = False   # the last check found its port closed: the process is gone
     state: str = ""         # what it last said of itself: "serving" or "fenced"
+    epoch: int = 0          # the volume epoch it last said it writes at
 
 
 @dataclass
@@ -113,6 +114,8 @@ class Orchestrator:
                     await stale.close()
             return
         instance.state = str(status.get("state") or "")
+        epoch = status.get("epoch")
+        instance.epoch = epoch if isinstance(epoch, int) else 0
         instance.healthy = instance.state == "serving"
         instance.refused = False
         instance.last_seen_s = now_s
@@ -125,11 +128,16 @@ class Orchestrator:
         await asyncio.gather(*(self._check(i, now_s) for i in self.instances))
         writers = [i for i in self.instances if i.role is Role.WRITER]
         if len(writers) > 1:
-            # A fenced old writer can still say "writer" until it notices: the one that
-            # answers as serving wins; the others are readers to the plan.
-            for extra in sorted(writers, key=lambda i: (not i.healthy, i.instance_id))[1:]:
+            # A deposed old writer (paused through a failover, idle since) still says
+            # "writer, serving" until a write of its own reaches storage: the writer with
+            # the newest epoch wins, the others are readers to the plan and deposed (the
+            # control plane restarts them as readers). Never the lowest id: that handed the
+            # writer endpoint back to a deposed writer (found by the chaos suite).
+            ranked = sorted(writers, key=lambda i: (not i.healthy, -i.epoch, i.instance_id))
+            for extra in ranked[1:]:
                 extra.role = Role.READER
                 extra.healthy = False
+                extra.state = "deposed"
         return ClusterView(tuple(InstanceView(
             i.instance_id, i.role, i.az, i.healthy, i.last_seen_s, i.lag_ms,
             i.promotion_tier, refused=i.refused) for i in self.instances), now_s)

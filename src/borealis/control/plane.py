@@ -529,7 +529,8 @@ class ControlPlane(StorageHealing):
                                    f"restart: {exc}; trying again in "
                                    f"{RESTART_BACKOFF_S:.0f} s", instance=ri.id)
                 continue
-            if p.alive() and (m.state == "fenced" or status.get("state") == "fenced"):
+            if p.alive() and (m.state in ("fenced", "deposed")
+                              or status.get("state") == "fenced"):
                 self.event("instance-fenced", f"{ri.id} was fenced by the new writer: "
                            "restarting it as a reader", instance=ri.id)
                 await asyncio.to_thread(p.stop)
