@@ -157,20 +157,13 @@ def test_register_under_pause_writer_old_writer_never_acknowledges(runs: Runs) -
     assert "stale-writer-ack" not in fencing["anomalies"], run.explain()
 
 
-PAUSED_WRITER_SERVES_STALE = (
-    "Borealis bug: an old writer paused past writer_hung_after_s that has nothing left to "
-    "send to storage when it wakes up is never fenced (it learns of the new epoch only from "
-    "a storage reply), so it answers the control plane's health check as 'writer, "
-    "serving'; the orchestrator then resolves two serving writers by instance id "
-    "(control/orchestrator.py observe(): sorted by (not healthy, instance_id)), so when the "
-    "old writer's id sorts first it becomes the writer again without a failover event, the "
-    "new writer is shown as an unhealthy reader, and the writer endpoint routes new "
-    "connections to the deposed writer, which serves reads from its pre-failover state "
-    "(acknowledged commits of the new writer invisible) until a write reaches storage and "
-    "fences it (that write fails with XX000, outcome unknown). Reproduce: "
-    "test_scenario_idle_writer_paused_past_failover_keeps_serving_the_new_writer below, or "
-    "python -m borealis.chaos --workload register --nemesis pause-writer --time 60 --seed 11 "
-    "(fails when the old writer has no commit in flight as it resumes)")
+# Regression (found by this suite, fixed in control/orchestrator.py observe()): an old
+# writer paused past writer_hung_after_s with nothing to send to storage when it woke still
+# said "writer, serving"; two serving writers were resolved by instance id, so a deposed
+# writer could take the writer endpoint back and serve its pre-failover state. Now the
+# newest epoch wins and the other is restarted as a reader. Random reproduction before the
+# fix: python -m borealis.chaos --workload register --nemesis pause-writer --time 60
+# --seed 11.
 
 
 def test_register_under_pause_writer_is_valid_and_whole_again(runs: Runs) -> None:
