@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from borealis.cli.cluster_api import request
+from borealis.control.processes import pid_alive
 from borealis.errors import BorealisError
 
 log = logging.getLogger(__name__)
@@ -303,16 +304,6 @@ def owned(pid: int, *markers: str) -> bool:
     except OSError:
         return False
     return not _zombie(pid) and all(os.fsencode(m) in cmdline for m in markers)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _zombie(pid: int) -> bool:
