@@ -14,7 +14,6 @@ it answers again it is offered to the writer as a spare. The decisions are pure 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -173,8 +172,11 @@ class StorageHealing:
                            node=node_id, pg=pg, spare=spare, segment=new_id)
                 spec = VolumeSpec.load(self.volume_path)
         # It holds nothing now: no new PG may be placed on it while it is down.
-        with contextlib.suppress(BorealisError):
+        try:
             await rpc.call("remove_storage_node", node_id, timeout_s=RPC_TIMEOUT_S)
+        except BorealisError as exc:  # the repair stands; only new PGs could land on it
+            log.warning("storage node %s repaired but still in the volume spec: %s",
+                        node_id, exc)
         self.repaired.add(node_id)
         self.repair_blocked.pop(node_id, None)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from borealis.errors import BorealisError
 from borealis.protocol.postgres import exprtypes
+from borealis.protocol.postgres.types import decimal_text as numeric_text
 
 NUMERIC_COLLATION = "_pg_numeric"
 """The collation of numeric columns: numeric text compares as numbers."""
@@ -80,20 +81,6 @@ def decimal_of(value: Any) -> Decimal | None:
 
 def is_numeric_text(value: Any) -> bool:
     return isinstance(value, str) and decimal_of(value) is not None
-
-
-def numeric_text(number: Decimal) -> str:
-    """numeric_out: exact digits with the value's scale, never an exponent."""
-    if number.is_nan():
-        return "NaN"
-    if number.is_infinite():
-        return "Infinity" if number > 0 else "-Infinity"
-    exponent = number.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if number.is_zero():
-        scale = max(0, -exponent)
-        return "0" + ("." + "0" * scale if scale else "")
-    return format(number, "f")
 
 
 def dscale(number: Decimal) -> int:

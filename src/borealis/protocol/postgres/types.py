@@ -1177,7 +1177,7 @@ _NUMERIC_PINF, _NUMERIC_NINF = 0xD000, 0xF000
 _NUMERIC_INFINITY_DSCALE: Final = 0x20
 
 
-def _numeric_text(number: Decimal) -> str:
+def decimal_text(number: Decimal) -> str:
     """numeric_out() of a Decimal: exact digits, the scale kept ('1.50'), no exponent."""
     if number.is_nan():
         return "NaN"
@@ -1185,14 +1185,22 @@ def _numeric_text(number: Decimal) -> str:
         return "Infinity" if number > 0 else "-Infinity"
     exponent = number.as_tuple().exponent
     assert isinstance(exponent, int)
-    dscale = max(0, -exponent)
-    if dscale > _NUMERIC_DSCALE_MAX or (
-        not number.is_zero() and number.adjusted() >= _NUMERIC_INTEGER_DIGITS_MAX
-    ):
-        _fail(NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format")
     if number.is_zero():
-        return "0" + ("." + "0" * dscale if dscale else "")
+        scale = max(0, -exponent)
+        return "0" + ("." + "0" * scale if scale else "")
     return format(number, "f")
+
+
+def _numeric_text(number: Decimal) -> str:
+    """``decimal_text``, refused as numeric_in refuses a value beyond numeric's range."""
+    if number.is_finite():
+        exponent = number.as_tuple().exponent
+        assert isinstance(exponent, int)
+        if max(0, -exponent) > _NUMERIC_DSCALE_MAX or (
+            not number.is_zero() and number.adjusted() >= _NUMERIC_INTEGER_DIGITS_MAX
+        ):
+            _fail(NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format")
+    return decimal_text(number)
 
 
 def _numeric_in(pgtype: PgType, text: str) -> object:
