@@ -823,3 +823,89 @@ def test_a_clone_segment_falls_through_to_its_parent_at_the_branch_lsn() -> None
     seg.coverage.add(0, 20)
     seg.apply_entry(("cover", 10, 20, [RedoRecord.make(11, 3, delta.encode(None, b"c" * 64)).to_wire()]))
     assert seg.materialise(3, 20).image == b"c" * 64
+
+
+def test_a_peer_shows_a_corrupt_version_it_never_stored_through_its_read_path() -> None:
+    """Segments coalesce at their own points, so a peer seldom stores the very version a
+    repair asks for: it shows it by a read at that version, when no later record of the
+    page lies in between; a version that a newer one supersedes needs no peer at all."""
+    writer, a, b = WriterModel(19), Host(0), Host(1)
+    for i in range(8):  # a coalesces after every batch, b once half way
+        batch = writer.random_batch()
+        a.write(batch)
+        b.write(batch)
+        a.write(writer.batch([]))
+        b.write(writer.batch([]))
+        a.coalesce_all()
+        if i == 3:
+            b.coalesce_all()
+    key = a.segment.key
+    stored_on_b = {(p, v) for p in PAGES for v in b.store.versions(b.segment.key, p)}
+    newest = {p: a.store.get_version_at(key, p, a.segment.coalesced) for p in PAGES}
+    bases = [(p, found[0]) for p, found in newest.items() if found is not None]
+    older = [(p, v) for p in PAGES for v in a.store.versions(key, p)
+             if newest[p] is not None and v < newest[p][0]]  # type: ignore[index]
+    assert bases and older
+    assert any(pv not in stored_on_b for pv in bases), "b stores every version a reads from"
+
+    for page, version in bases:
+        assert b.segment.image_at(page, version) == dict(writer.history[page])[version]
+    # An older one b may not be able to show (a later record of the page lies below what
+    # b still reads at), but it never shows a wrong image; and a needs none for it.
+    shown = [b.segment.image_at(p, v) for p, v in older]
+    assert any(image is None for image in shown)
+    for (page, version), image in zip(older, shown, strict=True):
+        assert image is None or image == dict(writer.history[page])[version]
+    assert not any(a.segment.superseded(p, v) for p, v in bases)
+    assert all(a.segment.superseded(p, v) for p, v in older)
+
+    # The repair a node makes: drop the corrupt base, store the image the peer showed.
+    page, version = bases[0]
+    a.store.flip_bit(key, page, version, bit=5)
+    with pytest.raises(CorruptionError):
+        read(a.segment, page, a.segment.scl)
+    image = b.segment.image_at(page, version)
+    assert image is not None
+    a.store.delete_version(key, page, version)
+    a.store.put_versions([(key, page, version, image)])
+    assert_reads_match(a.segment, writer, low=a.segment.coalesced)
+
+
+def test_a_corrupt_base_no_peer_can_show_is_replaced_by_a_rebuild_from_a_snapshot() -> None:
+    writer, a, b = WriterModel(20), Host(0), Host(1)
+    for i in range(8):  # a coalesces early, b only at the end: past a, skipping versions
+        batch = writer.random_batch()
+        a.write(batch)
+        b.write(batch)
+        a.write(writer.batch([]))
+        b.write(writer.batch([]))
+        if i == 2:
+            a.coalesce_all()
+    b.coalesce_all()
+    key = a.segment.key
+    hidden = [(p, found[0]) for p in PAGES
+              if (found := a.store.get_version_at(key, p, a.segment.coalesced)) is not None
+              and b.segment.image_at(p, found[0]) is None]
+    assert hidden, "b can show every base a reads from: no case to test"
+    page, version = hidden[0]
+    a.store.flip_bit(key, page, version, bit=9)
+    with pytest.raises(CorruptionError):
+        a.segment.coalesce(a.segment.scl)
+    scl = a.segment.scl
+
+    a.segment.want_rebuild(f"page {page} version {version} is corrupt")
+    assert a.segment.coalesce(a.segment.scl) == ([], a.segment.coalesced)  # it waits
+    _, effects = a.segment.tick(now_s=1.0)
+    pulls = [e.message for e in effects if isinstance(e, SendGossip)]
+    assert len(pulls) == 1 and pulls[0].rebuild
+    a.receive(b.segment.on_gossip_pull(dataclasses.replace(pulls[0],
+                                                           segment=b.segment.segment_id)))
+    assert a.segment.stats.snapshots_installed == 1
+    assert a.segment.rebuild_wanted == ""
+    assert a.segment.scl >= scl  # nothing it acknowledged went back
+    assert_reads_match(a.segment, writer, low=max(a.segment.coalesced,
+                                                  a.segment.history_floor))
+    a.coalesce_all()
+    assert_reads_match(a.segment, writer, low=max(a.segment.coalesced,
+                                                  a.segment.history_floor))
+    assert_same_state(a.replay(), a.segment)

@@ -161,13 +161,15 @@ class ReadRecords:
 
 @dataclass(frozen=True, slots=True)
 class GossipPull:
-    """A segment asks a peer for what it misses in ``(after, upto]``."""
+    """A segment asks a peer for what it misses in ``(after, upto]``; with ``rebuild``, for
+    a snapshot of its pages whatever it keeps (the requester's own pages are damaged)."""
 
     segment: SegmentId  # the peer asked
     requester: SegmentId
     epoch: Epoch
     after: LSN
     upto: LSN
+    rebuild: bool = False
 
 
 @dataclass(frozen=True, slots=True)

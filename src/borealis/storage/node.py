@@ -96,6 +96,8 @@ class _Hosted:
     page_scrub_cursor: int = 0
     gossip_in_flight: bool = False
     gc_done_below: LSN = LSN(0)
+    coalesce_error: str = ""
+    """The last coalescing failure, logged once until a pass succeeds again."""
 
 
 def _geometry(spec: wire.CreateSegment) -> tuple[str, int, int, int]:
@@ -343,7 +345,7 @@ class StorageNode:
         return self._after_sync(seq, None)
 
     def _page_version(self, body: Any) -> Any:
-        """The stored image of exactly (segment, page, version): used by peers' repair."""
+        """The image of exactly (segment, page, version), stored or read: for peers' repair."""
         try:
             sid, page, version = body
         except (TypeError, ValueError) as exc:
@@ -355,10 +357,10 @@ class StorageNode:
         hosted = self.hosted.get(SegmentId(sid))
         if hosted is None:
             raise UnknownSegmentError(f"node {self.node_id} does not host {sid}")
-        found = self.store.get_version_at(sid, page, version)
-        if found is None or found[0] != version:
-            raise BadRequestError(f"{sid}: no version {version} of page {page}")
-        return found[1]
+        image = hosted.segment.image_at(page, version)
+        if image is None:
+            raise BadRequestError(f"{sid}: cannot show version {version} of page {page}")
+        return image
 
     def status(self) -> dict[str, Any]:
         return {
@@ -377,6 +379,8 @@ class StorageNode:
                                            h.segment.min_read_point),
                     "corrupt_found": h.segment.stats.corrupt_found,
                     "snapshots_installed": h.segment.stats.snapshots_installed,
+                    "rebuilds_asked": h.segment.stats.rebuilds_asked,
+                    "rebuild_wanted": h.segment.rebuild_wanted,
                     "gossip_records_in": h.segment.stats.gossip_records_in,
                 }
                 for sid, h in sorted(self.hosted.items())
@@ -427,6 +431,9 @@ class StorageNode:
         metrics.counter(p + "snapshots_installed_total",
                         "Segment snapshots installed from a peer",
                         lambda: segments_sum("snapshots_installed"))
+        metrics.counter(p + "segment_rebuilds_asked_total",
+                        "Segments rebuilt from a peer's snapshot: a corrupt page version no "
+                        "peer could show", lambda: segments_sum("rebuilds_asked"))
         metrics.counter(p + "corrupt_found_total", "Corrupt records or page versions found",
                         lambda: segments_sum("corrupt_found"))
         metrics.counter(p + "pages_repaired_total", "Corrupt page versions repaired from a peer",
@@ -508,8 +515,13 @@ class StorageNode:
             try:
                 seg_versions, upto = seg.coalesce(hosted.synced_scl, limit)
             except BorealisError as exc:
-                log.warning("coalescing failed segment=%s: %s", sid, exc)
+                # A corrupt base version: the page scrub finds it and repairs it (or asks
+                # for a rebuild); until then every pass fails the same way.
+                if str(exc) != hosted.coalesce_error:
+                    log.warning("coalescing failed segment=%s: %s", sid, exc)
+                    hosted.coalesce_error = str(exc)
                 continue
+            hosted.coalesce_error = ""
             if seg_versions or upto > seg.coalesced:
                 versions += seg_versions
                 meta[_coalesced_key(sid)] = b"%d" % upto
@@ -572,8 +584,18 @@ class StorageNode:
 
     async def _repair_page(self, hosted: _Hosted, page: PageNo, version: LSN) -> None:
         seg = hosted.segment
-        log.warning("corrupt page version segment=%s page=%d version=%d: repairing from a peer",
+        key = (seg.segment_id, page, version)
+        log.warning("corrupt page version segment=%s page=%d version=%d: repairing",
                     seg.segment_id, page, version)
+        if seg.superseded(page, version):
+            # No read starts from it any more: dropping it is what GC would do.
+            self.store.delete_version(seg.key, page, version)
+            self.store.sync()
+            self.stats.pages_repaired += 1
+            log.info("repaired segment=%s page=%d version=%d: superseded, dropped",
+                     seg.segment_id, page, version)
+            self._repairing.discard(key)
+            return
         for peer, address in hosted.peer_addresses.items():
             if peer == seg.segment_id:
                 continue
@@ -583,16 +605,21 @@ class StorageNode:
                                           timeout_s=GOSSIP_TIMEOUT_S)
             except BorealisError:
                 continue
+            if self.hosted.get(seg.segment_id) is not hosted or self._closing:
+                break
             self.store.delete_version(seg.key, page, version)
             self.store.put_versions([(seg.key, page, version, bytes(image))])
+            self.store.sync()
             self.stats.pages_repaired += 1
             log.info("repaired segment=%s page=%d version=%d from %s",
                      seg.segment_id, page, version, peer)
-            self._repairing.discard((seg.segment_id, page, version))
+            self._repairing.discard(key)
             return
-        self._repairing.discard((seg.segment_id, page, version))
-        log.error("could not repair segment=%s page=%d version=%d: no peer had it",
-                  seg.segment_id, page, version)
+        self._repairing.discard(key)
+        if self.hosted.get(seg.segment_id) is hosted and not self._closing:
+            log.error("no peer can show segment=%s page=%d version=%d: rebuilding the segment "
+                      "from a peer's snapshot", seg.segment_id, page, version)
+            seg.want_rebuild(f"page {page} version {version} is corrupt")
 
     async def _gossip(self, hosted: _Hosted, pull: GossipPull) -> None:
         try:
@@ -630,6 +657,8 @@ class StorageNode:
                 meta={_coalesced_key(seg.segment_id): b"%d" % push.after},
             )
             self.store.sync()
+            log.info("installed a snapshot segment=%s from=%s pages=%d base=%d",
+                     seg.segment_id, push.sender, len(pages), push.after)
         self._log_entries(seg.segment_id, entries)
 
 

@@ -103,6 +103,7 @@ class SegmentStats:
     corrupt_found: int = 0
     snapshots_installed: int = 0
     scrubbed: int = 0
+    rebuilds_asked: int = 0
 
 
 @dataclass
@@ -138,6 +139,9 @@ class Segment:
     stats: SegmentStats = field(default_factory=SegmentStats)
     unlogged: list[Entry] = field(default_factory=list)
     parent: ParentVolume | None = None
+    # A stored version that reads or coalescing start from is corrupt and no peer could show
+    # it: rebuild from a peer's snapshot (not logged: a restart finds the corruption again).
+    rebuild_wanted: str = ""
 
     gossip_interval_s: float = 0.05
     # The keys of ``records``, sorted: coalescing, scrubbing and gossip take slices of it
@@ -491,8 +495,9 @@ class Segment:
 
     def on_gossip_pull(self, msg: GossipPull) -> GossipPush:
         covered_to = min(msg.upto, self.coverage.complete_through(msg.after))
-        if msg.after < self.records_floor:
-            # We no longer keep records that far back: send materialised pages instead.
+        if msg.after < self.records_floor or msg.rebuild:
+            # We no longer keep records that far back (or the requester's own pages are
+            # damaged): send materialised pages instead.
             # Versions below the minimum read point may be collected already, so the
             # snapshot is taken at the coalesced point, where every page has its version.
             base = self.coalesced
@@ -520,10 +525,15 @@ class Segment:
         log reproduces exactly the state the live segment reached."""
         entries: list[Entry] = []
         pages: list[tuple[int, int, bytes]] = []
-        if msg.snapshot is not None and self.scl < msg.covered_to:
+        # A snapshot replaces everything held here: only when it covers at least as far as
+        # this segment does (its SCL was acknowledged and must never go back).
+        if msg.snapshot is not None and (
+            self.scl < msg.covered_to or (self.rebuild_wanted and self.scl <= msg.covered_to)
+        ):
             pages = list(msg.snapshot)
             entries.append(("rebase", msg.after, msg.snapshot_cpl))
             self.stats.snapshots_installed += 1
+            self.rebuild_wanted = ""
         known = set(self.truncations)
         for t in msg.truncations:
             if t not in known:
@@ -562,14 +572,16 @@ class Segment:
         # Corrupt records found while serving reads were uncovered in memory: log that now.
         entries, self.unlogged = self.unlogged, []
         target = self.gossip_target()
-        if self.scl < target and now_s >= self.gossip_due_s and self.peers:
+        rebuild = bool(self.rebuild_wanted)
+        if (self.scl < target or rebuild) and now_s >= self.gossip_due_s and self.peers:
             others = [p for p in self.peers if p != self.segment_id]
             if others:
                 peer = others[self.gossip_round % len(others)]
                 self.gossip_round += 1
                 self.stats.gossip_pulls += 1
                 effects.append(SendGossip(GossipPull(peer, self.segment_id, self.epoch,
-                                                     self.scl, LSN(target))))
+                                                     self.scl, LSN(max(target, self.scl)),
+                                                     rebuild)))
             self.gossip_due_s = now_s + self.gossip_interval_s
         return entries, effects
 
@@ -589,7 +601,7 @@ class Segment:
         # Above VDL a record may still be truncated by a recovering writer: never
         # materialise it.
         upto = min(durable_scl, self.scl, self.known_vdl, self.min_read_point)
-        if upto <= self.coalesced:
+        if upto <= self.coalesced or self.rebuild_wanted:
             return [], self.coalesced
         lsns = self._lsns_between(self.coalesced, upto, limit + 1)
         if len(lsns) > limit:
@@ -674,6 +686,42 @@ class Segment:
         entry: Entry = ("uncover", prev, int(record.lsn))
         self.apply_entry(entry)
         return [entry]
+
+    def image_at(self, page: int, version: int) -> bytes | None:
+        """The image of ``page`` as of exactly ``version`` (an LSN of one of its records), for
+        a peer repairing its copy of that version; None when this segment cannot show it.
+
+        A stored copy of that very version is the answer. Otherwise the read path gives it:
+        the page as of a read point at or above ``version`` is that version's image as long
+        as no later record of the page lies at or below the read point, which the version
+        the read returns tells. Segments coalesce at their own points, so a peer seldom
+        stores the same versions; it can still show most of them this way."""
+        self._check_page_no(page)
+        stored = self.store.get_version_at(self.key, page, version)
+        if stored is not None and stored[0] == version:
+            return stored[1]
+        read_point = max(version, self.history_floor, self.coalesced)
+        if read_point > self.scl:
+            return None
+        found = self.materialise(page, read_point)
+        return found.image if found.version == version else None
+
+    def want_rebuild(self, reason: str) -> None:
+        """A stored version this segment reads from is corrupt and no peer can show that
+        version: replace every page from a peer's snapshot (with the records above it), as a
+        segment rebuilt elsewhere is filled. Until then coalescing waits (it would start
+        from the corrupt version) and reads of that page are refused by its CRC, so the
+        volume client reads it elsewhere; nothing acknowledged depends on the page store
+        alone, since records stay in the log until coalesced."""
+        if not self.rebuild_wanted:
+            self.stats.rebuilds_asked += 1
+        self.rebuild_wanted = reason
+
+    def superseded(self, page: int, version: int) -> bool:
+        """Whether a read can never start from this stored version of ``page`` again: a newer
+        one at or below the coalesced point is the base of every read this segment serves
+        (reads below that point are refused), so this one only waits for GC."""
+        return any(version < v <= self.coalesced for v in self.store.versions(self.key, page))
 
     def scrub_pages(self, pages: list[int]) -> list[Any]:
         """Verify the stored versions of ``pages``; report those that must be repaired."""

@@ -124,6 +124,12 @@ def _int(value: Any) -> int:
     return value
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
 def _peers(value: Any) -> tuple[Any, ...]:
     if value and isinstance(value[0], list | tuple):
         return tuple((SegmentId(_str(s)), _str(a)) for s, a in value)
@@ -137,6 +143,7 @@ _FIELD_DECODERS: dict[str, Callable[[Any], Any]] = {
     "snapshot": _snapshot,
     "image": _opt_bytes,
     "peers": _peers,
+    "rebuild": _flag,
     "segment": _str,
     "requester": _str,
     "sender": _str,
