@@ -162,7 +162,8 @@ class Instance:
         self.pg_server: PgServer | None = None
         self.pg_address = ""
         self.publisher: RedoPublisher | None = None
-        self.pool = ConnectionPool(name=f"instance {config.instance_id}")
+        self.pool = ConnectionPool(name=f"instance {config.instance_id}",
+                                   caller=config.instance_id)
         self._tasks: list[asyncio.Task[None]] = []
         self._follow_task: asyncio.Task[None] | None = None
         self._follow_lock = asyncio.Lock()

@@ -127,7 +127,7 @@ class StorageNode:
         self.stats = NodeStats()
         self.fsync_seconds = Histogram()
         """The group-commit fsyncs' latency (seconds), observed around ``log.sync``."""
-        self.pool = ConnectionPool(name=f"node {node_id}")
+        self.pool = ConnectionPool(name=f"node {node_id}", caller=node_id)
         self._waiters: list[tuple[int, asyncio.Future[Any], Any]] = []
         self._sync_scheduled = False
         self._writes_served = 0

@@ -94,7 +94,7 @@ class VolumeClient:
         self.writer_id = writer_id
         self.lal = lal
         self.rpc_timeout_s = rpc_timeout_s
-        self.pool = ConnectionPool(name=f"volume {writer_id}")
+        self.pool = ConnectionPool(name=f"volume {writer_id}", caller=writer_id)
         self.core: WriterCore | None = None
         self.recovery_result: RecoveryResult | None = None
         self.stats = ClientStats()
