@@ -62,6 +62,7 @@ async def until_signalled() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from borealis.metrics import Metrics, serve_metrics
+    from borealis.storage.crashmodel import crash_model_from_env, open_node_files
     from borealis.storage.node import StorageNode
     from borealis.transport.rpc import run as run_loop
 
@@ -69,9 +70,15 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_address(args.listen)
     metrics_listen = parse_address(args.metrics_listen) if args.metrics_listen else None
     node_id = args.node_id or args.data_dir.name
+    # A test mode (the chaos suite's lose-unsynced nemesis): BOREALIS_CRASH_MODEL.
+    crash_model = crash_model_from_env(os.environ)
 
     async def main() -> None:
-        node = StorageNode(node_id, args.az, args.data_dir)
+        if crash_model is None:
+            node = StorageNode(node_id, args.az, args.data_dir)
+        else:
+            redo_log, store = open_node_files(args.data_dir)
+            node = StorageNode(node_id, args.az, args.data_dir, redo_log=redo_log, store=store)
         bound_host, bound_port = await node.start(host, port)
         ready: dict[str, object] = {"address": f"{bound_host}:{bound_port}",
                                     "node": node_id, "az": args.az}

@@ -699,6 +699,26 @@ class LmdbPageStore:
                 self._env.close()
                 self._closed = True
 
+    def copy_to(self, path: str | os.PathLike[str]) -> int:
+        """Write a consistent copy of the environment as of its last commit to the file
+        ``path`` (a ``data.mdb`` that ``lmdb.open(..., subdir=False)`` opens as is); return
+        its size in bytes. Under the store's lock: no commit and no map resize meanwhile.
+        For checkpoints (``storage/crashmodel.py``) and offline copies."""
+        with self._lock:
+            assert not self._closed
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            except OSError as exc:
+                raise StorageError(f"page store {self.path}: cannot copy to {path}: "
+                                   f"{exc}") from exc
+            try:
+                self._env.copyfd(fd)
+                return os.fstat(fd).st_size
+            except lmdb.Error as exc:
+                raise _lmdb_error(exc, f"page store {self.path}: copy failed") from exc
+            finally:
+                os.close(fd)
+
 
 def _lmdb_image(segment_key: str, page: int, lsn: int, value: bytes) -> bytes:
     if len(value) < _CRC.size:

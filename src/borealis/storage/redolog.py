@@ -27,6 +27,8 @@ The recovery rule (``FileRedoLog.replay``, run once at open):
   chunk) is a crash in the middle of a write: the chunk is truncated there and the log goes on
   from the last good entry. Those entries were never acknowledged, because ``sync`` had not
   returned for them.
+* Everything the pass yields is durable when it ends: it fdatasyncs the last chunk, whose
+  tail a killed process may have written without syncing (the pass reports it synced).
 * A corrupt entry anywhere else (a valid entry follows it, or it is in an older chunk), a gap
   in the seqs, or a chunk that does not start where the previous one ended raises
   ``CorruptionError`` naming the file and offset. The node must not serve from such a log; it
@@ -406,6 +408,10 @@ class FileRedoLog:
         try:
             if self._chunks:
                 self._fd = os.open(self._chunks[-1].path, os.O_WRONLY | os.O_APPEND)
+                # What was read may be in the page cache only (a kill -9 between a write and
+                # its fdatasync): it is reported synced from here on, so make it durable.
+                # Earlier chunks were fsynced before their successors were created.
+                self._fsync_current()
             else:
                 self._new_chunk(expected_seq)
         except OSError as exc:
