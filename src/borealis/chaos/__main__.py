@@ -4,12 +4,20 @@
     python -m borealis.chaos --matrix short|long [--out DIR] [--seed N] [--clients C] [--time S]
         [--healthy-wait S]
     python -m borealis.chaos --check DIR        # judge a stored run again
+    python -m borealis.chaos --oracle postgres --workload W
+        --isolation repeatable-read|serializable|read-committed
+        [--time S (default 10)] [--clients C] [--keys K] [--seed N] [--out DIR]
 
 Each run starts its own cluster, writes ``history.jsonl``, ``events.json``, ``run.json``,
 ``verdict.json`` and the processes' logs into its directory, and prints a one-line JSON
 summary last. Exit status: 0 valid, 1 a violation, 2 a usage error or a nemesis not
 implemented yet, 3 undecided (a checker could not decide, e.g. no final read succeeded, or
 the run could not be carried out).
+
+With ``--oracle postgres`` the workload runs against a throwaway stock PostgreSQL 15 instead
+(``.oracle``), at the isolation level given, to check the checkers: it prints one JSON line
+whose ``as_expected`` says whether they found exactly what that level allows; exit status 0
+if so, 1 if not, 3 undecided.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from borealis.chaos import oracle
+from borealis.chaos.clients import Isolation
 from borealis.chaos.nemesis import NEMESES, NOT_IMPLEMENTED
 from borealis.chaos.runner import (
     HEALTHY_WAIT_S,
@@ -64,6 +74,19 @@ def parser() -> argparse.ArgumentParser:
                    help="after the clients stop, how long to wait for the cluster to be "
                    f"whole again before the final reads (default {HEALTHY_WAIT_S:.0f})")
     p.add_argument("--log-level", default="INFO")
+    checkers = p.add_argument_group("checking the checkers against a stock PostgreSQL")
+    checkers.add_argument("--oracle", choices=oracle.ORACLES,
+                          help="run --workload against a throwaway stock PostgreSQL 15")
+    checkers.add_argument("--isolation", choices=sorted(i.value for i in oracle.EXPECTATIONS),
+                          default=Isolation.SERIALIZABLE.value,
+                          help="the level the oracle's transactions run at")
+    checkers.add_argument("--keys", type=int, default=oracle.KEYS_DEFAULT,
+                          help="list-append's active keys: fewer, more contention "
+                          f"(default {oracle.KEYS_DEFAULT})")
+    checkers.add_argument("--pg-bin", type=Path, default=oracle.PG_BIN_DEFAULT,
+                          help=f"PostgreSQL's server programs (default {oracle.PG_BIN_DEFAULT})")
+    checkers.add_argument("--pg-user", default=oracle.PG_OS_USER_DEFAULT,
+                          help="the OS user PostgreSQL runs as when this runs as root")
     return p
 
 
@@ -90,12 +113,26 @@ def _one(args: argparse.Namespace, workload: str, nemesis: str, time_s: float, s
     return summary(run(config), out)
 
 
+def _oracle(args: argparse.Namespace, seed: int) -> int:
+    if args.workload is None or args.nemesis != "none":
+        raise ChaosRunError("--oracle runs a --workload, without a nemesis")
+    config = oracle.OracleConfig(workload=args.workload, isolation=Isolation(args.isolation),
+                                 time_s=args.time or 10.0, clients=args.clients, seed=seed,
+                                 keys=args.keys, bin_dir=args.pg_bin, os_user=args.pg_user,
+                                 out=args.out)
+    verdict = oracle.run_oracle(config)
+    _print(oracle.summary(verdict))
+    return _exit_code(verdict["as_expected"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     try:
+        if args.oracle is not None:
+            return _oracle(args, seed)
         if args.workload is not None and args.nemesis in NOT_IMPLEMENTED:
             raise NotImplementedNemesis(f"nemesis {args.nemesis}: "
                                         f"{NOT_IMPLEMENTED[args.nemesis]}")

@@ -51,20 +51,11 @@ import psycopg
 
 from borealis.chaos import history as history_io
 from borealis.chaos.checkers import Verdict
+from borealis.chaos.clients import OP_TIMEOUT_S, Client, ClientEnvironment, Recorder, Watchdog
 from borealis.chaos.cluster import ChaosCluster, ClusterShape
 from borealis.chaos.history import History, OpType, Pair
 from borealis.chaos.nemesis import NEMESES, NOT_IMPLEMENTED, NemesisContext
-from borealis.chaos.workloads import (
-    OP_TIMEOUT_S,
-    WORKLOADS,
-    Client,
-    ClientEnvironment,
-    Recorder,
-    Watchdog,
-    Workload,
-    WorkloadCheck,
-    combine,
-)
+from borealis.chaos.workloads import WORKLOADS, Workload, WorkloadCheck, combine
 from borealis.errors import BorealisError
 
 log = logging.getLogger(__name__)
