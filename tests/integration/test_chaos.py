@@ -264,7 +264,7 @@ def test_bitflip_corrupt_page_versions_are_repaired_from_peers(runs: Runs) -> No
 
 def test_not_implemented_nemesis_exits_2_with_a_clear_message() -> None:
     done = subprocess.run([sys.executable, "-m", "borealis.chaos", "--workload", "bank",
-                           "--nemesis", "partition"], capture_output=True, text=True,
+                           "--nemesis", "clock-skew"], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 2
     assert "not implemented yet" in done.stderr

@@ -1,8 +1,10 @@
 """A cluster of its own for one fault-injection run, built and torn down through the CLI.
 
 A run must not depend on anything already running, so it starts a fresh cluster with
-``borealis up --spec`` in a temporary data dir (every port 0, everything on 127.0.0.1) and
-stops it with ``borealis down``, exactly as a user would; ``borealis up --data-dir D`` on the
+``borealis up --spec`` in a temporary data dir (every port 0, everything on 127.0.0.1, or,
+for the network nemeses, each storage node and instance in a network namespace of its own:
+``ClusterShape.network``, ``control.netns``) and stops it with ``borealis down``, exactly
+as a user would; ``borealis up --data-dir D`` on the
 running cluster is how a nemesis brings stopped storage nodes back. Everything else — the
 view of the cluster, its events, the PIDs a nemesis signals — is read from the control
 plane's HTTP API (``GET /v1/cluster``, ``GET /v1/events``), the same one the CLI uses.
@@ -23,13 +25,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from borealis.cli.cluster_api import request
+from borealis.control.netns import NETWORK_MODES, remove_namespaces
 from borealis.control.processes import pid_alive
 from borealis.errors import BorealisError
+from borealis.transport.routes import ENV as ROUTES_ENV
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ DOWN_TIMEOUT_S = 150.0
 KILL_WAIT_S = 10.0
 API_TIMEOUT_S = 10.0
 HOST = "127.0.0.1"
+ROUTES_FILE = "routes.json"
 
 
 class ChaosClusterError(BorealisError):
@@ -51,7 +57,8 @@ class ChaosClusterError(BorealisError):
 class ClusterShape:
     """What ``borealis up --spec`` builds for a run: the defaults of docs/cluster.md, but
     every port chosen by the system, small PGs (so that the volume grows during a run) and a
-    short repair grace (so that a killed node is rebuilt on a spare within a run)."""
+    short repair grace (so that a killed node is rebuilt on a spare within a run).
+    ``network``: "loopback", or "netns" for the nemeses that cut links (root only)."""
 
     nodes_per_az: int = 3
     pg_mib: int = 1
@@ -60,8 +67,10 @@ class ClusterShape:
     writer_hung_after_s: float = 10.0
     instances: tuple[tuple[str, str, int], ...] = (
         ("i1", "az1", 0), ("i2", "az2", 1), ("i3", "az3", 2))
+    network: str = "loopback"
 
     def __post_init__(self) -> None:
+        assert self.network in NETWORK_MODES, self.network
         assert self.nodes_per_az >= 2, "each PG uses two nodes of every AZ"
         assert self.pg_mib >= 1
         assert self.repair_after_s > 0
@@ -77,6 +86,7 @@ class ClusterShape:
             "[endpoints]", "writer_port = 0", "reader_port = 0", "",
             "[failover]", f"writer_dead_after_s = {self.writer_dead_after_s}",
             f"writer_hung_after_s = {self.writer_hung_after_s}", "",
+            "[network]", f'mode = "{self.network}"', "",
         ]
         for instance_id, az, tier in self.instances:
             lines += ["[[instances]]", f'id = "{instance_id}"', f'az = "{az}"',
@@ -97,19 +107,24 @@ class ChaosCluster:
     so that ``down`` runs whatever happens."""
 
     def __init__(self, data_dir: Path, *, shape: ClusterShape | None = None,
-                 password: str = PASSWORD_DEFAULT) -> None:
+                 password: str = PASSWORD_DEFAULT, env: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.shape = shape or ClusterShape()
+        # What ``borealis up`` and so every process of the cluster is started with: a
+        # nemesis's own (a storage crash model), and the routes file through which the fault
+        # proxy can be put between processes (absent, so unused, until a nemesis writes it).
+        self.env = {ROUTES_ENV: str(self.data_dir / ROUTES_FILE), **(env or {})}
         self.password = password
         self._started = False
         self._temporary_root: Path | None = None
 
     @classmethod
     def temporary(cls, *, shape: ClusterShape | None = None,
-                  password: str = PASSWORD_DEFAULT) -> ChaosCluster:
+                  password: str = PASSWORD_DEFAULT,
+                  env: Mapping[str, str] | None = None) -> ChaosCluster:
         """A cluster in a fresh temporary dir, removed by ``down``."""
         root = Path(tempfile.mkdtemp(prefix="borealis-chaos-"))
-        cluster = cls(root / "data", shape=shape, password=password)
+        cluster = cls(root / "data", shape=shape, password=password, env=env)
         cluster._temporary_root = root
         return cluster
 
@@ -117,7 +132,7 @@ class ChaosCluster:
 
     def _borealis(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "borealis", *args, "--data-dir", str(self.data_dir)]
-        env = {**os.environ, "BOREALIS_MASTER_PASSWORD": self.password}
+        env = {**os.environ, **self.env, "BOREALIS_MASTER_PASSWORD": self.password}
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
                                   check=False, env=env, stdin=subprocess.DEVNULL)
@@ -166,6 +181,10 @@ class ChaosCluster:
             log.warning("borealis down: %s", exc)
         finally:
             self._kill_leftovers()
+            if self.shape.network == "netns":
+                # Before the data dir goes: a namespace is named after its path.
+                with contextlib.suppress(BorealisError):
+                    remove_namespaces(self.data_dir)
             self._started = False
             if self._temporary_root is not None:
                 shutil.rmtree(self._temporary_root, ignore_errors=True)

@@ -29,8 +29,13 @@ The faults, and what the cluster is expected to do:
   rebuilt from its peers, never serve the flipped bytes.
 - ``mixed``: a seeded random sequence of the above, each held a few seconds and undone.
 
-Partitions, net-chaos, lose-unsynced and clock-skew need network namespaces, nftables, a
-fault proxy and libfaketime; they are named in ``NOT_IMPLEMENTED`` and refused.
+- ``lose-unsynced`` (``nemesis_disk``): power loss on storage nodes — kill -9, then their
+  files rolled back to what their syncs made durable (the storage crash model).
+- ``net-chaos`` (``nemesis_proxy``): latency, loss as TCP stalls, resets and duplicated RPC
+  frames on the storage links, through the fault proxy.
+
+Partitions and clock skew need network namespaces with nftables and libfaketime; while they
+are not registered they are named in ``NOT_IMPLEMENTED`` and refused.
 """
 
 from __future__ import annotations
@@ -43,15 +48,21 @@ import signal
 import struct
 import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from borealis.chaos.cluster import ChaosCluster
-from borealis.chaos.history import OpType
-from borealis.chaos.workloads import Recorder
-from borealis.errors import BorealisError
+from borealis.chaos.nemesis_base import (
+    Nemesis,
+    NemesisContext,
+    NemesisError,
+    fails,
+    last_event_seq,
+    sleep_until,
+    wait_fenced,
+)
+from borealis.chaos.nemesis_disk import LoseUnsynced
+from borealis.chaos.nemesis_net import register as register_network_nemeses
+from borealis.chaos.nemesis_proxy import NetChaos
 
 log = logging.getLogger(__name__)
 
@@ -65,119 +76,19 @@ KILL_INTERVAL_S = 8.0
 """kill-writer waits this long after a failover before it kills the new writer."""
 BITFLIP_VERSIONS = 8
 """Page versions corrupted per bitflip; one bit each."""
-FENCE_WAIT_S = 20.0
 STEP_S = (5.0, 9.0)
 """How long ``mixed`` holds each fault."""
-STATUS_RETRIES_MAX = 20
 
 NOT_IMPLEMENTED: dict[str, str] = {
-    "partition": "network partitions need a network namespace per storage node with veth "
-                 "pairs and nftables (or the asyncio fault proxy): not implemented yet",
-    "partition-one-way": "one-way partitions need nftables rules per direction between "
-                         "network namespaces: not implemented yet",
-    "net-chaos": "latency, loss and duplication need the fault proxy between processes "
-                 "(tc netem is not available here): not implemented yet",
-    "lose-unsynced": "losing unsynced writes needs a storage-node I/O layer or a FUSE file "
-                     "system that drops what was not fsynced: not implemented yet",
     "clock-skew": "clock skew needs libfaketime under each process: not implemented yet",
 }
-
-
-class NemesisError(BorealisError):
-    """A nemesis could not act (no writer to kill, the API did not answer)."""
-
-    code = "nemesis"
-
-
-@dataclass
-class NemesisContext:
-    """What a nemesis works with: the cluster, the history, a seeded random source."""
-
-    cluster: ChaosCluster
-    recorder: Recorder
-    rng: random.Random
-    actions: list[dict[str, Any]] = field(default_factory=list)
-
-    def act(self, f: str, value: dict[str, Any],
-            action: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
-        """Do one action, recorded as a nemesis operation; its answer completes it."""
-        invoke = self.recorder.invoke("nemesis", f, value)
-        started = time.monotonic()
-        try:
-            result = action()
-        except (BorealisError, OSError) as exc:
-            self.recorder.complete(invoke, OpType.INFO, {**value, "error": str(exc)})
-            self.actions.append({"t_s": self._t(invoke.time_ns), "f": f, **value,
-                                 "error": str(exc)})
-            log.warning("nemesis %s failed: %s", f, exc)
-            return None
-        done = {**value, **(result or {}), "took_s": round(time.monotonic() - started, 3)}
-        self.recorder.complete(invoke, OpType.OK, done)
-        self.actions.append({"t_s": self._t(invoke.time_ns), "f": f, **done})
-        log.info("nemesis %s %s", f, done)
-        return done
-
-    @staticmethod
-    def _t(time_ns: int) -> float:
-        return round(time_ns / 1e9, 3)
-
-    def status(self) -> dict[str, Any]:
-        """The cluster's view; the API may be busy during a fault, so retried a little."""
-        for attempt in range(STATUS_RETRIES_MAX):
-            try:
-                return self.cluster.status()
-            except BorealisError:
-                if attempt == STATUS_RETRIES_MAX - 1:
-                    raise
-                time.sleep(0.5)
-        raise AssertionError("unreachable")
-
-    def writer(self) -> dict[str, Any] | None:
-        writer = self.cluster.writer(self.status())
-        if writer is None or writer["state"] != "available" or not writer.get("pid"):
-            return None
-        return writer
-
-    def wait_writer(self, *, other_than: str | None, timeout_s: float) -> dict[str, Any] | None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            writer = self.writer()
-            if writer is not None and writer["id"] != other_than:
-                return writer
-            time.sleep(0.2)
-        return None
-
-    def observe(self, what: str, found: dict[str, Any]) -> None:
-        """Record something the nemesis saw (a new writer, a fencing) as an operation."""
-        self.act("observe", {"what": what}, lambda: found)
-
-    def up(self) -> dict[str, Any] | None:
-        return self.act("start", {"command": "borealis up"}, self.cluster.up)
-
-
-def _sleep_until(deadline: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining > 0:
-        time.sleep(remaining)
-
-
-class Nemesis:
-    """Injects faults until a deadline (``run``); ``heal`` undoes them (idempotent)."""
-
-    name: ClassVar[str]
-
-    def run(self, ctx: NemesisContext, deadline: float) -> None:
-        raise NotImplementedError
-
-    def heal(self, ctx: NemesisContext) -> None:
-        pass
 
 
 class NoNemesis(Nemesis):
     name = "none"
 
     def run(self, ctx: NemesisContext, deadline: float) -> None:
-        _sleep_until(deadline)
+        sleep_until(deadline)
 
 
 class KillWriter(Nemesis):
@@ -189,7 +100,7 @@ class KillWriter(Nemesis):
     def kill_once(self, ctx: NemesisContext) -> str | None:
         writer = ctx.writer()
         if writer is None:
-            ctx.act("kill", {"role": "writer"}, _fails("no available writer to kill"))
+            ctx.act("kill", {"role": "writer"}, fails("no available writer to kill"))
             return None
 
         def kill() -> dict[str, Any]:
@@ -213,7 +124,7 @@ class KillWriter(Nemesis):
             if time.monotonic() + KILL_INTERVAL_S + 2.0 > deadline:
                 break
             time.sleep(KILL_INTERVAL_S)
-        _sleep_until(deadline)
+        sleep_until(deadline)
 
     def heal(self, ctx: NemesisContext) -> None:
         if self.killed:
@@ -246,12 +157,12 @@ class KillStorage(Nemesis):
         first = self.victim(ctx, set())
         if first is not None:
             self.kill_nodes(ctx, [first], "kill")
-        _sleep_until(middle)
+        sleep_until(middle)
         self.heal(ctx)
         second = self.victim(ctx, {first["id"]} if first else set())
         if second is not None and time.monotonic() + 2.0 < deadline:
             self.kill_nodes(ctx, [second], "kill")
-        _sleep_until(deadline)
+        sleep_until(deadline)
 
     def heal(self, ctx: NemesisContext) -> None:
         if self.killed:
@@ -270,8 +181,8 @@ class PauseWriter(Nemesis):
     def run(self, ctx: NemesisContext, deadline: float) -> None:
         writer = ctx.writer()
         if writer is None:
-            ctx.act("pause", {"role": "writer"}, _fails("no available writer to pause"))
-            _sleep_until(deadline)
+            ctx.act("pause", {"role": "writer"}, fails("no available writer to pause"))
+            sleep_until(deadline)
             return
 
         def pause() -> dict[str, Any]:
@@ -282,13 +193,13 @@ class PauseWriter(Nemesis):
 
         ctx.act("pause", {"role": "writer", "instance": writer["id"], "pid": writer["pid"],
                           "pause_s": self.pause_s}, pause)
-        _sleep_until(min(deadline, time.monotonic() + self.pause_s))
-        events_before = _last_seq(ctx)
+        sleep_until(min(deadline, time.monotonic() + self.pause_s))
+        events_before = last_event_seq(ctx)
         self.heal(ctx)
         if self.pause_s >= ctx.cluster.shape.writer_hung_after_s:
             ctx.act("observe", {"what": "old writer fenced", "instance": writer["id"]},
-                    lambda: _wait_fenced(ctx, writer["id"], events_before, deadline))
-        _sleep_until(deadline)
+                    lambda: wait_fenced(ctx, writer["id"], events_before, deadline))
+        sleep_until(deadline)
 
     def heal(self, ctx: NemesisContext) -> None:
         while self.paused:
@@ -299,31 +210,6 @@ class PauseWriter(Nemesis):
                 return {"resumed": ctx.cluster.signal_instance(instance, signal.SIGCONT)}
 
             ctx.act("resume", {"instance": instance["id"], "pid": instance["pid"]}, resume)
-
-
-def _last_seq(ctx: NemesisContext) -> int:
-    with contextlib.suppress(BorealisError):
-        events = ctx.cluster.events()
-        return int(events[-1]["seq"]) if events else 0
-    return 0
-
-
-def _wait_fenced(ctx: NemesisContext, instance_id: str, after: int,
-                 deadline: float) -> dict[str, Any]:
-    """What the control plane did with the old writer after it woke up (events naming it,
-    until it is restarted or the fault window ends)."""
-    deadline = min(deadline, time.monotonic() + FENCE_WAIT_S)
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        with contextlib.suppress(BorealisError):
-            for event in ctx.cluster.events(after):
-                after = int(event["seq"])
-                if event.get("instance") == instance_id or event.get("old_writer") == instance_id:
-                    seen.append(str(event["kind"]))
-        if "instance-restart" in seen:
-            break
-        time.sleep(0.5)
-    return {"events": seen}
 
 
 class AzDown(Nemesis):
@@ -344,7 +230,7 @@ class AzDown(Nemesis):
             if others:
                 victims.append(ctx.rng.choice(sorted(others, key=lambda n: n["id"])))
         self.kill.kill_nodes(ctx, victims, "kill-az-plus-one" if self.plus_one else "kill-az")
-        _sleep_until(deadline)
+        sleep_until(deadline)
 
     def heal(self, ctx: NemesisContext) -> None:
         self.kill.heal(ctx)
@@ -364,10 +250,10 @@ class Bitflip(Nemesis):
     def run(self, ctx: NemesisContext, deadline: float) -> None:
         middle = time.monotonic() + (deadline - time.monotonic()) / 2
         first = self.corrupt(ctx, "pages", set())
-        _sleep_until(middle)
+        sleep_until(middle)
         if time.monotonic() + 2.0 < deadline:
             self.corrupt(ctx, "redo", {first} if first else set())
-        _sleep_until(deadline)
+        sleep_until(deadline)
 
     def corrupt(self, ctx: NemesisContext, what: str, exclude: set[str]) -> str | None:
         """Stop a node holding segments, flip bits in its ``what`` files, start it again."""
@@ -375,7 +261,7 @@ class Bitflip(Nemesis):
                    if n["segments"] and n["state"] == "up" and n["pid"]
                    and n["id"] not in exclude]
         if not holding:
-            ctx.act("flip", {"files": what}, _fails("no storage node holding segments is up"))
+            ctx.act("flip", {"files": what}, fails("no storage node holding segments is up"))
             return None
         node = ctx.rng.choice(sorted(holding, key=lambda n: n["id"]))
 
@@ -525,21 +411,17 @@ class Mixed(Nemesis):
             finally:
                 step.heal(ctx)
                 self.active.remove(step)
-        _sleep_until(deadline)
+        sleep_until(deadline)
 
     def heal(self, ctx: NemesisContext) -> None:
         while self.active:
             self.active.pop().heal(ctx)
 
 
-def _fails(message: str) -> Callable[[], dict[str, Any]]:
-    def fail() -> dict[str, Any]:
-        raise NemesisError(message)
-
-    return fail
-
-
 NEMESES: dict[str, type[Nemesis]] = {
     cls.name: cls for cls in (NoNemesis, KillWriter, KillStorage, PauseWriter, AzDown,
-                              AzPlusOne, Bitflip, Mixed)
+                              AzPlusOne, Bitflip, Mixed, LoseUnsynced, NetChaos)
 }
+# The network nemeses (namespaces and nftables) are offered where this machine can run them;
+# elsewhere they stay in NOT_IMPLEMENTED with what they need.
+register_network_nemeses(NEMESES, NOT_IMPLEMENTED)

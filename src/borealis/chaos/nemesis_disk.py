@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from borealis.chaos.nemesis import Nemesis, NemesisContext, NemesisError
+from borealis.chaos.nemesis_base import Nemesis, NemesisContext, NemesisError
 from borealis.storage.crashmodel import CRASH_MODEL_ENV, LOSE_UNSYNCED, lose_unsynced
 from borealis.types import COPIES, WRITE_QUORUM
 
@@ -86,7 +86,7 @@ class LoseUnsynced(Nemesis):
             crashes += 1
             pause_s = ctx.rng.uniform(*GAP_S)
             time.sleep(max(0.0, min(pause_s, deadline - time.monotonic())))
-        _sleep_until(deadline)
+        sleep_until(deadline)
 
     def wait_whole(self, ctx: NemesisContext, deadline: float) -> dict[str, Any] | None:
         """The cluster's view once it is whole, or None (recorded) if it was not in time."""
@@ -186,7 +186,7 @@ def _wait_up(ctx: NemesisContext, node_ids: list[str]) -> dict[str, Any]:
     return {"up": sorted(states)}
 
 
-def _sleep_until(deadline: float) -> None:
+def sleep_until(deadline: float) -> None:
     remaining = deadline - time.monotonic()
     if remaining > 0:
         time.sleep(remaining)

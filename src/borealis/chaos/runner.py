@@ -55,6 +55,7 @@ from borealis.chaos.clients import OP_TIMEOUT_S, Client, ClientEnvironment, Reco
 from borealis.chaos.cluster import ChaosCluster, ClusterShape
 from borealis.chaos.history import History, OpType, Pair
 from borealis.chaos.nemesis import NEMESES, NOT_IMPLEMENTED, NemesisContext
+from borealis.chaos.nemesis_net import shape_for
 from borealis.chaos.workloads import WORKLOADS, Workload, WorkloadCheck, combine
 from borealis.errors import BorealisError
 
@@ -122,7 +123,8 @@ def run(config: RunConfig) -> dict[str, Any]:
     config.out.mkdir(parents=True, exist_ok=True)
     workload = WORKLOADS[config.workload](config.clients, config.seed)
     nemesis = NEMESES[config.nemesis]()
-    cluster = ChaosCluster.temporary(shape=config.shape)
+    cluster = ChaosCluster.temporary(shape=shape_for(config.nemesis, config.shape),
+                                     env=NEMESES[config.nemesis].cluster_env)
     with cluster:
         endpoints = {"writer": cluster.endpoint("writer"), "reader": cluster.endpoint("reader")}
         _setup(workload, endpoints["writer"], cluster.password)
@@ -182,7 +184,8 @@ def run(config: RunConfig) -> dict[str, Any]:
                   "final_view": final_view,
                   "cluster": {"repair_after_s": config.shape.repair_after_s,
                               "writer_hung_after_s": config.shape.writer_hung_after_s,
-                              "nodes_per_az": config.shape.nodes_per_az},
+                              "nodes_per_az": config.shape.nodes_per_az,
+                              "network": cluster.shape.network},
                   "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
     (config.out / RUN_FILE).write_text(json.dumps(run_record, indent=1))
     verdict = judge(run_record, history, meta, events)

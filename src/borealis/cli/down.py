@@ -3,7 +3,8 @@ then the control plane). Data stays in the data dir; ``borealis up`` brings it b
 
 With no control plane running, the processes the store still records (a control plane
 that was killed) are stopped by PID, each only after checking that its command line
-names this data dir.
+names this data dir. In netns mode the cluster's network namespaces and bridge are removed
+too (the control plane removes them; this is the last resort when it could not).
 """
 
 from __future__ import annotations
@@ -39,14 +40,27 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(0.05)
         print(f"{len(result['stopped'])} processes stopped, and the control plane; data kept "
               f"in {args.data_dir.resolve()}.")
+        _remove_namespaces(args.data_dir.resolve())
         return 0
     stopped = _stop_orphans(args.data_dir.resolve())
+    removed = _remove_namespaces(args.data_dir.resolve())
+    if removed:
+        print(f"Network namespaces removed: {', '.join(removed)}.")
     if stopped:
         print(f"No control plane was running; {stopped} processes it had started were "
               "stopped. Data kept.")
     else:
         print(f"No cluster is running in {args.data_dir}.")
     return 0
+
+
+def _remove_namespaces(data_dir: Path) -> list[str]:
+    """The netns-mode namespaces and bridge of this data dir, if there are any."""
+    from borealis.control.netns import STATE_FILE, remove_namespaces, unavailable
+
+    if not (data_dir / STATE_FILE).exists() or unavailable() is not None:
+        return []
+    return remove_namespaces(data_dir)
 
 
 def _stop_orphans(data_dir: Path) -> int:

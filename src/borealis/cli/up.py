@@ -8,6 +8,9 @@ again on a running cluster, it starts the storage nodes that are not running (af
 node or an AZ was killed) and says so; after ``borealis down`` it brings the same cluster
 back, data included.
 
+In netns mode (``[network] mode = "netns"`` in the spec) it must run as root with ``ip``
+and ``nft`` on PATH: that is checked here, before anything starts (see docs/cluster.md).
+
 The master password comes from ``--master-password``, else ``BOREALIS_MASTER_PASSWORD``,
 else the one generated at the first ``up``: stored in ``DATA_DIR/master-password``
 (mode 0600) and printed that one time.
@@ -83,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
             say(f"Storage node {node} did not start: {error}")
         _summary(data_dir, cluster, None)
         return 0
+    if args.spec is not None:
+        from borealis.control.clusterspec import ClusterSpec
+        from borealis.control.netns import require
+
+        if ClusterSpec.load(args.spec).network_mode == "netns":
+            require()
     password, source = master_password(data_dir, args.master_password)
     log(f"Starting a Borealis cluster in {data_dir}")
     (data_dir / "logs").mkdir(exist_ok=True)

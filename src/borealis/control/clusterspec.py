@@ -26,6 +26,9 @@
     writer_dead_after_s = 0.5      # port refused this long: fail over
     writer_hung_after_s = 10.0     # port open but silent this long: fail over
 
+    [network]
+    mode = "loopback"              # or "netns": a network namespace per node and instance
+
 Unknown keys are errors (a typo must not silently mean the default). The spec is read at
 the first ``up`` of a data dir and kept in the coordination store; later changes go
 through the CLI (``instance add``, ``endpoint create``...), not by editing the file.
@@ -38,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from borealis.control.netns import CONTROL_PLANE, NETWORK_MODES
 from borealis.errors import ConfigError
 from borealis.types import AZ_COUNT
 
@@ -71,6 +75,7 @@ class ClusterSpec:
     reader_port: int = 5433
     writer_dead_after_s: float = 0.5
     writer_hung_after_s: float = 10.0
+    network_mode: str = "loopback"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -97,6 +102,9 @@ class ClusterSpec:
                 raise ConfigError(f"{name} must be a port number (0: any free one)")
         if self.writer_dead_after_s <= 0 or self.writer_hung_after_s <= 0:
             raise ConfigError("the failover waits must be positive")
+        if self.network_mode not in NETWORK_MODES:
+            raise ConfigError(f"network.mode must be one of {list(NETWORK_MODES)}, "
+                              f"not {self.network_mode!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,7 +129,9 @@ class ClusterSpec:
                     "storage": ("azs", "nodes_per_az", "pg_mib", "volume_gib_max",
                                 "repair_after_s"),
                     "endpoints": ("writer_port", "reader_port"),
-                    "failover": ("writer_dead_after_s", "writer_hung_after_s")}
+                    "failover": ("writer_dead_after_s", "writer_hung_after_s"),
+                    "network": ("mode",)}
+        renamed: dict[tuple[str, str], str] = {("network", "mode"): "network_mode"}
         values: dict[str, Any] = {}
         for section, table in doc.items():
             if section == "instances":
@@ -133,7 +143,7 @@ class ClusterSpec:
             for key, value in table.items():
                 if key not in sections[section]:
                     raise ConfigError(f"unknown key {section}.{key} in the cluster spec")
-                values[key] = value
+                values[renamed.get((section, key), str(key))] = value
         if "instances" in doc:
             entries = doc["instances"]
             if not isinstance(entries, list):
@@ -161,3 +171,9 @@ def check_instance(instance: InstanceSpec, azs: list[str]) -> None:
         raise ConfigError(f"instance {instance.id}: AZ {instance.az!r} is not one of {azs}")
     if instance.promotion_tier not in PROMOTION_TIERS:
         raise ConfigError(f"instance {instance.id}: promotion_tier must be 0-15")
+    # Instances and storage nodes share one namespace of host names (netns mode).
+    if instance.id == CONTROL_PLANE or any(
+            instance.id.startswith(f"{az}-n") and instance.id[len(az) + 2:].isdigit()
+            for az in azs):
+        raise ConfigError(f"instance id {instance.id!r} is the name of another host "
+                          "(a storage node or the control plane)")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from borealis.control.clusterspec import ClusterSpec
+    from borealis.control.netns import Network
     from borealis.control.orchestrator import Managed
     from borealis.control.processes import NodeProcess
     from borealis.transport.pool import ConnectionPool
@@ -61,6 +62,7 @@ class StorageHealing:
     pool: ConnectionPool
     lock: asyncio.Lock
     nodes: Mapping[str, NodeProcess]
+    network: Network
     node_records: dict[str, Any]
     node_down_since: dict[str, float]
     node_status: dict[str, dict[str, Any]]
@@ -124,7 +126,8 @@ class StorageHealing:
         r = self.node_records[node_id]
         try:
             rpc = await self.pool.get(self._managed_of(writer).control_address)
-            await rpc.call("add_storage_node", [r.id, r.az, f"127.0.0.1:{r.port}"],
+            await rpc.call("add_storage_node",
+                           [r.id, r.az, f"{self.network.address(r.id)}:{r.port}"],
                            timeout_s=RPC_TIMEOUT_S)
         except BorealisError as exc:
             log.warning("storage node %s is back but not offered as a spare: %s", node_id, exc)

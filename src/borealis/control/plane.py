@@ -7,7 +7,10 @@
    instances), the writer, the readers (``--writer`` the writer's control address) and the
    router process serving the endpoints. Processes run in their own sessions, so a
    control plane that dies or restarts leaves them serving; a new one adopts them by the
-   PIDs in the store after checking ``/proc/PID/cmdline`` names this data dir;
+   PIDs in the store after checking ``/proc/PID/cmdline`` names this data dir. Where they
+   run is the spec's network mode (``control.netns``): all on 127.0.0.1, or each storage
+   node and instance in a network namespace of its own, named by its address everywhere
+   (volume spec, ``--writer``, health checks, the topology);
 2. **watches**, every ``TICK_S``: the failover loop (``control.orchestrator``: health
    checks, ``failover.plan``, promotion) under ``self.lock``; then the supervision step:
    - an instance whose process died is started again as a *reader* of the current writer
@@ -47,6 +50,7 @@ from borealis.control.healing import (
     StorageHealing,
     segments_on,
 )
+from borealis.control.netns import LOOPBACK_ADDRESS, Network, network_for
 from borealis.control.orchestrator import Managed, Orchestrator
 from borealis.control.processes import InstanceProcess, NodeProcess, _Managed, pid_alive
 from borealis.control.store import CoordinationStore
@@ -112,7 +116,7 @@ class ClusterNode(NodeProcess):
     metrics_port: int = 0
 
     def argv(self) -> list[str]:
-        return [*super().argv(), "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
+        return [*super().argv(), "--metrics-listen", f"{self.host}:{self.metrics_port}"]
 
 
 @dataclass
@@ -125,6 +129,8 @@ class RouterProcess(_Managed):
     address: str = ""
     popen: Any = None
     metrics_port: int = 0
+    host: str = LOOPBACK_ADDRESS   # the router stays in the root namespace, by the clients
+    netns: str = ""
 
     @property
     def label(self) -> str:
@@ -133,7 +139,7 @@ class RouterProcess(_Managed):
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "borealis", "router", "--control", self.control_url,
                 "--ready-file", str(self.ready_file),
-                "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
+                "--metrics-listen", f"{self.host}:{self.metrics_port}"]
 
 
 def owned(pid: int, *markers: str) -> bool:
@@ -194,6 +200,7 @@ class ControlPlane(StorageHealing):
                                     log_path=self.data_dir / "logs" / "router.log")
         self.orchestrator = Orchestrator([], Policy(spec.writer_dead_after_s,
                                                     spec.writer_hung_after_s))
+        self.network: Network = network_for(spec.network_mode, self.data_dir)
         self.revision = 0
         self._topology_seen: Any = None
         self._changed = asyncio.Condition()
@@ -254,6 +261,8 @@ class ControlPlane(StorageHealing):
             self.store.put("spec", json.dumps(self.spec.to_json()).encode())
         else:
             self.spec = ClusterSpec.from_json(json.loads(saved.value))
+            if self.spec.network_mode != self.network.mode:
+                self.network = network_for(self.spec.network_mode, self.data_dir)
         for entry in self.store.range("nodes/"):
             r = NodeRecord(**json.loads(entry.value))
             self.node_records[r.id] = r
@@ -287,24 +296,28 @@ class ControlPlane(StorageHealing):
             self.orchestrator.instances.append(self._managed(ri))
 
     def _node_process(self, r: NodeRecord) -> ClusterNode:
+        host = self.network.address(r.id)
         p = ClusterNode(NodeId(r.id), r.az, self.data_dir / "storage" / r.id,
                         self.data_dir / "logs" / f"{r.id}.log", port=r.port,
-                        metrics_port=r.metrics_port)
+                        metrics_port=r.metrics_port, host=host)
         if owned(r.pid, "storage-node", str(p.data_dir)):
             p.pid = r.pid
-            p.address = f"127.0.0.1:{r.port}"
+            p.address = f"{host}:{r.port}"
         return p
 
     def _instance_process(self, r: InstanceRecord) -> InstanceProcess:
+        host = self.network.address(r.id)
         p = InstanceProcess(r.id, r.az, self.volume_path, self.data_dir / "instances" / r.id,
-                            self.data_dir / "logs" / f"{r.id}.log", role=r.role, port=r.port)
+                            self.data_dir / "logs" / f"{r.id}.log", role=r.role, port=r.port,
+                            host=host)
         if owned(r.pid, "instance", str(self.volume_path), r.id):
             p.pid = r.pid
-            p.address = f"127.0.0.1:{r.port}"
+            p.address = f"{host}:{r.port}"
         return p
 
     def _managed(self, r: InstanceRecord) -> Managed:
-        return Managed(r.id, f"127.0.0.1:{r.port}", ("127.0.0.1", r.pg_port), r.az,
+        host = self.network.address(r.id)
+        return Managed(r.id, f"{host}:{r.port}", (host, r.pg_port), r.az,
                        Role.WRITER if r.role == "writer" else Role.READER,
                        promotion_tier=r.promotion_tier)
 
@@ -337,6 +350,9 @@ class ControlPlane(StorageHealing):
     async def _boot(self) -> None:
         if not self.router.alive():
             self._check_endpoint_ports()  # before starting anything
+        running = {n for n, p in self.nodes.items() if p.alive()} | {
+            i for i, p in self.instances.items() if p.alive()}
+        await asyncio.to_thread(self.network.prepare, running)
         await asyncio.gather(*(self._start_node(n) for n in self.nodes.values()
                                if not n.alive()))
         self._volume_spec()
@@ -353,6 +369,7 @@ class ControlPlane(StorageHealing):
 
     async def _start_node(self, p: ClusterNode) -> None:
         r = self.node_records[p.node]
+        p.netns = await asyncio.to_thread(self.network.attach, r.id)
         await asyncio.to_thread(p.start)
         r.port = p.port
         r.metrics_port = _port(p.ready.get("metrics_address"))
@@ -365,7 +382,8 @@ class ControlPlane(StorageHealing):
                    f"{p.pid}, {p.address}", node=r.id, pid=p.pid)
 
     def _volume_spec(self) -> None:
-        nodes = {NodeId(r.id): NodeInfo(NodeId(r.id), r.az, f"127.0.0.1:{r.port}")
+        nodes = {NodeId(r.id): NodeInfo(NodeId(r.id), r.az,
+                                        f"{self.network.address(r.id)}:{r.port}")
                  for r in self.node_records.values()}
         if self.volume_path.exists():
             spec = VolumeSpec.load(self.volume_path)
@@ -386,16 +404,18 @@ class ControlPlane(StorageHealing):
         r.role = role
         p.role = role
         p.port = r.port
-        args = ["--pg-listen", f"127.0.0.1:{r.pg_port}",
-                "--metrics-listen", f"127.0.0.1:{r.metrics_port}",
+        args = ["--pg-listen", f"{p.host}:{r.pg_port}",
+                "--metrics-listen", f"{p.host}:{r.metrics_port}",
                 "--pg-user", self.spec.master_user, "--pg-database", self.spec.database]
         if role == "reader":
             writer = self.writer_id()
             if writer is None or writer == instance_id:
                 raise BadRequestError("a reader needs a writer to follow")
-            args += ["--writer", f"127.0.0.1:{self.instance_records[writer].port}"]
+            args += ["--writer", f"{self.instances[writer].host}:"
+                     f"{self.instance_records[writer].port}"]
         p.extra_args = tuple(args)
         started = time.monotonic()
+        p.netns = await asyncio.to_thread(self.network.attach, instance_id)
         await asyncio.to_thread(p.start)
         r.port = p.port
         r.pg_port = _port(p.ready.get("pg_address"))
@@ -404,7 +424,7 @@ class ControlPlane(StorageHealing):
         self._save("instances", r.id, r)
         m = self._managed_of(instance_id)
         m.control_address = p.address
-        m.pg_address = ("127.0.0.1", r.pg_port)
+        m.pg_address = (p.host, r.pg_port)
         m.role = Role.WRITER if role == "writer" else Role.READER
         m.healthy = True
         m.state = "serving"
@@ -412,7 +432,7 @@ class ControlPlane(StorageHealing):
         self.orchestrator._clients.pop(instance_id, None)
         self.event("instance-started", f"instance {r.id} ({role}, {r.az}) started in "
                    f"{time.monotonic() - started:.1f} s, pid {p.pid}, PostgreSQL on "
-                   f"127.0.0.1:{r.pg_port}", instance=r.id, role=role, pid=p.pid)
+                   f"{p.host}:{r.pg_port}", instance=r.id, role=role, pid=p.pid)
         self._topology_changed()
 
     async def _start_router(self) -> None:
@@ -771,8 +791,8 @@ class ControlPlane(StorageHealing):
                  "unhealthy" if alive else "down")
         return {"id": r.id, "role": m.role.value, "az": r.az, "state": state,
                 "pid": p.pid if alive else None, "promotion_tier": r.promotion_tier,
-                "pg_address": f"127.0.0.1:{r.pg_port}", "control_address": p.address,
-                "metrics_address": f"127.0.0.1:{r.metrics_port}",
+                "pg_address": f"{p.host}:{r.pg_port}", "control_address": p.address,
+                "metrics_address": f"{p.host}:{r.metrics_port}",
                 "lag_ms": status.get("lag_ms") if m.role is Role.READER else None,
                 "vdl": status.get("vdl"), "epoch": status.get("epoch")}
 
@@ -784,8 +804,8 @@ class ControlPlane(StorageHealing):
         if self.state == "starting" and alive:
             state = "up"
         return {"id": r.id, "az": r.az, "state": state, "pid": p.pid if alive else None,
-                "address": f"127.0.0.1:{r.port}",
-                "metrics_address": f"127.0.0.1:{r.metrics_port}",
+                "address": f"{p.host}:{r.port}",
+                "metrics_address": f"{p.host}:{r.metrics_port}",
                 "segments": len(self._volume_layouts_on(node_id))}
 
     def _volume_layouts_on(self, node_id: str) -> list[tuple[int, str]]:
@@ -868,6 +888,10 @@ class ControlPlane(StorageHealing):
             await asyncio.gather(*(asyncio.to_thread(n.stop) for n in self.nodes.values()
                                    if n.alive()))
             stopped += list(self.nodes)
+            try:
+                await asyncio.to_thread(self.network.remove)
+            except BorealisError as exc:   # down still stops; the next up clears them
+                log.warning("network namespaces not removed: %s", exc)
         for r in self.instance_records.values():
             r.pid = 0
             self._save("instances", r.id, r)

@@ -1,8 +1,11 @@
 """Local storage-node and instance processes: start, stop, kill -9 and restart them, by PID.
 
-Used by ``borealis up`` and by the integration tests. Every process binds to 127.0.0.1,
-writes a ready file with its address once serving, and logs to ``DIR/logs/NODE.log``.
-Processes are only ever signalled by the PID this module started or recorded.
+Used by ``borealis up`` and by the integration tests. Every process binds to its host's
+address (127.0.0.1, or its network namespace's in netns mode: ``control.netns``), writes a
+ready file with its address once serving, and logs to ``DIR/logs/NODE.log``. Processes are
+only ever signalled by the PID this module started or recorded; in a namespace it is
+started through ``ip netns exec``, which execs it, so that PID and ``/proc/PID/cmdline``
+are still the program's own.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from borealis.control.netns import LOOPBACK_ADDRESS, in_namespace
 from borealis.errors import BorealisError
 from borealis.types import AZ_COUNT, NodeId
 from borealis.volume.spec import NodeInfo
@@ -34,6 +38,10 @@ class _Managed:
     port: int
     data_dir: Path
     log_path: Path
+    host: str
+    """The address it binds to."""
+    netns: str
+    """The network namespace it runs in ("": the caller's)."""
 
     @property
     def ready_file(self) -> Path:
@@ -52,9 +60,10 @@ class _Managed:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
+        argv = in_namespace(self.netns, self.argv()) if self.netns else self.argv()
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
-                self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.pid = self.popen.pid
@@ -128,6 +137,8 @@ class NodeProcess(_Managed):
     pid: int = 0
     address: str = ""
     popen: subprocess.Popen[bytes] | None = None
+    host: str = LOOPBACK_ADDRESS
+    netns: str = ""
 
     @property
     def label(self) -> str:
@@ -136,7 +147,7 @@ class NodeProcess(_Managed):
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "borealis", "storage-node", "--az", self.az,
                 "--data-dir", str(self.data_dir), "--node-id", self.node,
-                "--listen", f"127.0.0.1:{self.port}", "--ready-file", str(self.ready_file)]
+                "--listen", f"{self.host}:{self.port}", "--ready-file", str(self.ready_file)]
 
     def info(self) -> NodeInfo:
         return NodeInfo(self.node, self.az, self.address)
@@ -157,6 +168,8 @@ class InstanceProcess(_Managed):
     address: str = ""
     popen: subprocess.Popen[bytes] | None = None
     extra_args: tuple[str, ...] = ()
+    host: str = LOOPBACK_ADDRESS
+    netns: str = ""
 
     @property
     def label(self) -> str:
@@ -165,7 +178,7 @@ class InstanceProcess(_Managed):
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "borealis", "instance", "run", "--role", self.role,
                 "--volume", str(self.volume), "--instance-id", self.instance_id,
-                "--az", self.az, "--listen", f"127.0.0.1:{self.port}",
+                "--az", self.az, "--listen", f"{self.host}:{self.port}",
                 "--ready-file", str(self.ready_file), *self.extra_args]
 
 

@@ -1,6 +1,6 @@
 """The fault proxy: latency, loss, partitions and duplication between processes, in user space.
 
-``tc netem`` and network namespaces are not available here, so the chaos suite puts this
+``tc netem`` is not available here (and network namespaces not everywhere), so the chaos suite puts this
 proxy on the links it wants to break: one asyncio process hosts many named *links*, each
 listening on 127.0.0.1 and forwarding to one target ``host:port``. Faults are set per link
 and per direction (``to_target``, ``from_target``) at run time, in process (``FaultProxy``)
