@@ -57,6 +57,24 @@ def test_a_writer_that_only_stops_answering_gets_a_longer_grace() -> None:
     assert writer_failed(ClusterView((slow, reader("r1")), now_s=108.0), POLICY)
 
 
+def test_a_stalled_writer_fails_over_only_while_storage_is_writable() -> None:
+    """A writer that answers health checks but whose commits wait with VDL stuck (cut off
+    from storage, or deaf to its replies) is replaced, but only when storage answers the
+    control plane: with storage down a new writer could do no better."""
+    policy = Policy(2.0, 8.0, writer_stalled_after_s=10.0)
+
+    def stalled(seconds: float) -> InstanceView:
+        return InstanceView("w", Role.WRITER, "az1", True, 100.0, stalled_s=seconds)
+
+    assert not writer_failed(ClusterView((stalled(9.9), reader("r1")), 100.0), policy)
+    assert writer_failed(ClusterView((stalled(10.0), reader("r1")), 100.0), policy)
+    assert plan(ClusterView((stalled(12.0), reader("r1")), 100.0), policy) == \
+        [Promote("r1"), Follow("w", "r1")]
+    down = ClusterView((stalled(60.0), reader("r1")), 100.0, storage_writable=False)
+    assert not writer_failed(down, policy)
+    assert plan(down, policy) == []
+
+
 def test_the_new_writer_is_chosen_by_tier_then_lag_then_id() -> None:
     dead = writer(healthy=False, last_seen=0.0)
     view = ClusterView((dead, reader("r3", tier=1, lag=0.1), reader("r2", tier=0, lag=9.0),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from borealis.control.clusterspec import ClusterSpec
-from borealis.control.healing import choose_spare, segments_on
+from borealis.control.healing import choose_spare, segments_on, writable
 from borealis.errors import ConfigError
 from borealis.types import NodeId, VolumeId
 from borealis.volume.geometry import Geometry, place_pg
@@ -83,3 +83,15 @@ def test_segments_on_a_node() -> None:
         placement = next(p for p in spec.layouts[pg].segments  # type: ignore[index]
                          if p.segment == segment)
         assert placement.node == "az1-n1"
+
+
+def test_storage_is_writable_while_every_pg_has_four_segments_up() -> None:
+    spec = _volume(3)
+    every = set(spec.nodes)
+    assert writable(spec, every)
+    az1 = {n for n in every if n.startswith("az1-")}
+    assert writable(spec, every - az1)  # an AZ down: 4 of 6 left
+    holding = {p.node for p in spec.layouts[0].segments}  # type: ignore[index]
+    one_more = next(n for n in sorted(holding) if not n.startswith("az1-"))
+    assert not writable(spec, every - az1 - {one_more})  # AZ + 1 of PG 0
+    assert not writable(spec, set())

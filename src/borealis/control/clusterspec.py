@@ -25,6 +25,7 @@
     [failover]
     writer_dead_after_s = 0.5      # port refused this long: fail over
     writer_hung_after_s = 10.0     # port open but silent this long: fail over
+    writer_stalled_after_s = 10.0  # commits waiting, VDL stuck, storage writable: fail over
 
     [network]
     mode = "loopback"              # or "netns": a network namespace per node and instance
@@ -75,6 +76,7 @@ class ClusterSpec:
     reader_port: int = 5433
     writer_dead_after_s: float = 0.5
     writer_hung_after_s: float = 10.0
+    writer_stalled_after_s: float = 10.0
     network_mode: str = "loopback"
 
     def __post_init__(self) -> None:
@@ -100,7 +102,8 @@ class ClusterSpec:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name} must be a port number (0: any free one)")
-        if self.writer_dead_after_s <= 0 or self.writer_hung_after_s <= 0:
+        if self.writer_dead_after_s <= 0 or self.writer_hung_after_s <= 0 or \
+                self.writer_stalled_after_s <= 0:
             raise ConfigError("the failover waits must be positive")
         if self.network_mode not in NETWORK_MODES:
             raise ConfigError(f"network.mode must be one of {list(NETWORK_MODES)}, "
@@ -129,7 +132,8 @@ class ClusterSpec:
                     "storage": ("azs", "nodes_per_az", "pg_mib", "volume_gib_max",
                                 "repair_after_s"),
                     "endpoints": ("writer_port", "reader_port"),
-                    "failover": ("writer_dead_after_s", "writer_hung_after_s"),
+                    "failover": ("writer_dead_after_s", "writer_hung_after_s",
+                                 "writer_stalled_after_s"),
                     "network": ("mode",)}
         renamed: dict[tuple[str, str], str] = {("network", "mode"): "network_mode"}
         values: dict[str, Any] = {}

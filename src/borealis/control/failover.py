@@ -10,7 +10,11 @@ healthy writer:
   ``writer_dead_after_s``, or when it has not answered a health check for
   ``writer_hung_after_s`` while its port is open (hung, or only slow: a writer committing
   a large transaction can be slow to answer, so this wait is longer); a hung writer that
-  wakes up later is fenced by the volume epoch the new writer raises;
+  wakes up later is fenced by the volume epoch the new writer raises; or when it answers
+  but is **stalled**: its commits have waited ``writer_stalled_after_s`` with its VDL not
+  advancing while a write quorum of every PG answers the control plane (a writer cut off
+  from storage, or deaf to its replies; when storage itself is down a new writer could do
+  no better, so it is not failed over then);
 - the **new writer** is the healthy reader with the lowest promotion tier (0-15), then the
   lowest replica lag, then the lowest id (a stable tie-break), as Aurora chooses; a manual
   failover names its target, which must be a healthy reader;
@@ -45,6 +49,7 @@ class InstanceView:
     promotion_tier: int = 1
     following: str | None = None  # the writer a reader follows
     refused: bool = False   # its port refuses connections: the process is gone
+    stalled_s: float = 0.0  # a writer's commits have waited this long, its VDL stuck
 
     def __post_init__(self) -> None:
         if not 0 <= self.promotion_tier <= PROMOTION_TIER_MAX:
@@ -57,6 +62,8 @@ class InstanceView:
 class ClusterView:
     instances: tuple[InstanceView, ...]
     now_s: float
+    storage_writable: bool = True
+    """A write quorum of every PG answers the control plane's storage checks."""
 
     def __post_init__(self) -> None:
         ids = [i.instance_id for i in self.instances]
@@ -78,9 +85,13 @@ class Policy:
     is a failover within 5 s of a kill, detection and promotion included)."""
     writer_hung_after_s: float = 10.0
     """A writer that has not answered for this long, its port open, is failed over."""
+    writer_stalled_after_s: float = 10.0
+    """A writer whose commits have waited this long, its VDL stuck while storage is
+    writable, is failed over."""
 
     def __post_init__(self) -> None:
-        if self.writer_dead_after_s <= 0 or self.writer_hung_after_s <= 0:
+        if self.writer_dead_after_s <= 0 or self.writer_hung_after_s <= 0 or \
+                self.writer_stalled_after_s <= 0:
             raise ValueError("the failover waits must be positive")
 
 
@@ -116,7 +127,7 @@ def writer_failed(view: ClusterView, policy: Policy) -> bool:
         return True
     writer = writers[0]
     if writer.healthy:
-        return False
+        return view.storage_writable and writer.stalled_s >= policy.writer_stalled_after_s
     silent_s = view.now_s - writer.last_seen_s
     wait_s = policy.writer_dead_after_s if writer.refused else policy.writer_hung_after_s
     return silent_s >= wait_s

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, Any
 
-from borealis.errors import BorealisError
-from borealis.types import NodeId
+from borealis.errors import BorealisError, ConfigError
+from borealis.types import WRITE_QUORUM, NodeId
 from borealis.volume.spec import VolumeSpec
 
 if TYPE_CHECKING:
@@ -55,6 +55,12 @@ def segments_on(spec: VolumeSpec, node: str) -> list[tuple[int, str]]:
                   for p in layout.segments if p.node == node)
 
 
+def writable(spec: VolumeSpec, up: Set[str]) -> bool:
+    """Whether every PG has a write quorum of segments on nodes in ``up``."""
+    return all(sum(1 for p in layout.segments if p.node in up) >= WRITE_QUORUM
+               for layout in spec.layouts.values())
+
+
 class StorageHealing:
     """The storage half of the control plane's supervision (see the module docstring)."""
 
@@ -79,6 +85,14 @@ class StorageHealing:
         def _managed_of(self, instance_id: str) -> Managed: ...
 
         def event(self, kind: str, message: str, **detail: Any) -> None: ...
+
+    def storage_writable(self) -> bool:
+        """A write quorum of every PG answered the last storage check (False before one)."""
+        try:
+            spec = VolumeSpec.load(self.volume_path)
+        except ConfigError:
+            return False
+        return writable(spec, set(self.node_status))
 
     async def _check_storage(self) -> None:
         now = time.monotonic()

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,7 @@ class Managed:
     refused: bool = False   # the last check found its port closed: the process is gone
     state: str = ""         # what it last said of itself: "serving" or "fenced"
     epoch: int = 0          # the volume epoch it last said it writes at
+    stalled_s: float = 0.0  # a writer's commits waiting with its VDL stuck, as it said
 
 
 @dataclass
@@ -80,6 +82,8 @@ class Orchestrator:
     policy: Policy = field(default_factory=Policy)
     check_interval_s: float = CHECK_INTERVAL_S
     events: list[FailoverEvent] = field(default_factory=list)
+    storage_writable: Callable[[], bool] = lambda: True
+    """Whether a write quorum of every PG answers (the control plane's storage checks)."""
     _clients: dict[str, Any] = field(default_factory=dict)
 
     # -- the topology the router reads ------------------------------------------------
@@ -122,6 +126,8 @@ class Orchestrator:
         instance.role = Role.WRITER if status.get("role") == "writer" else Role.READER
         lag = status.get("lag_ms")
         instance.lag_ms = float(lag) if isinstance(lag, int | float) else None
+        stalled = status.get("stalled_s")
+        instance.stalled_s = float(stalled) if isinstance(stalled, int | float) else 0.0
 
     async def observe(self) -> ClusterView:
         now_s = time.monotonic()
@@ -140,7 +146,8 @@ class Orchestrator:
                 extra.state = "deposed"
         return ClusterView(tuple(InstanceView(
             i.instance_id, i.role, i.az, i.healthy, i.last_seen_s, i.lag_ms,
-            i.promotion_tier, refused=i.refused) for i in self.instances), now_s)
+            i.promotion_tier, refused=i.refused, stalled_s=i.stalled_s)
+            for i in self.instances), now_s, self.storage_writable())
 
     # -- decide and act -------------------------------------------------------------------
     async def step(self, *, target: str | None = None) -> None:

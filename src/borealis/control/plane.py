@@ -184,7 +184,7 @@ class ControlPlane(StorageHealing):
         self.spec = spec
         self.state = "starting"
         self.lock = asyncio.Lock()   # one cluster change at a time (failover, add, remove)
-        self.pool = ConnectionPool(name="control plane")
+        self.pool = ConnectionPool(name="control plane", caller="control-plane")
         self.api_address = ""
         self.nodes: dict[str, ClusterNode] = {}
         self.node_records: dict[str, NodeRecord] = {}
@@ -199,7 +199,9 @@ class ControlPlane(StorageHealing):
         self.router = RouterProcess(data_dir=self.data_dir / "router",
                                     log_path=self.data_dir / "logs" / "router.log")
         self.orchestrator = Orchestrator([], Policy(spec.writer_dead_after_s,
-                                                    spec.writer_hung_after_s))
+                                                    spec.writer_hung_after_s,
+                                                    spec.writer_stalled_after_s),
+                                         storage_writable=self.storage_writable)
         self.network: Network = network_for(spec.network_mode, self.data_dir)
         self.revision = 0
         self._topology_seen: Any = None
@@ -263,6 +265,9 @@ class ControlPlane(StorageHealing):
             self.spec = ClusterSpec.from_json(json.loads(saved.value))
             if self.spec.network_mode != self.network.mode:
                 self.network = network_for(self.spec.network_mode, self.data_dir)
+            self.orchestrator.policy = Policy(self.spec.writer_dead_after_s,
+                                              self.spec.writer_hung_after_s,
+                                              self.spec.writer_stalled_after_s)
         for entry in self.store.range("nodes/"):
             r = NodeRecord(**json.loads(entry.value))
             self.node_records[r.id] = r

@@ -501,6 +501,9 @@ class Instance:
             } if cache is not None else {},
             "readers": sorted(self.publisher.subscribers) if self.publisher else [],
             "volume": self.volume_health(),
+            # A writer's commits waiting with VDL stuck (the control plane's stalled-writer
+            # check); 0 on a reader.
+            "stalled_s": round(self.client.stalled_s(), 3) if core is not None else 0.0,
             **lag,  # a writer is the source of the redo stream: no lag
         }
 

@@ -100,6 +100,9 @@ class VolumeClient:
         self.stats = ClientStats()
         # Who waits for VDL to reach an LSN, as a heap: (lsn, tie-breaker, future).
         self._waiters: list[tuple[LSN, int, asyncio.Future[LSN]]] = []
+        # For ``stalled_s``: since when a commit has waited, and when VDL last advanced.
+        self._waiting_since = 0.0
+        self._vdl_advanced_at = 0.0
         self._waiter_seq = itertools.count()
         self._room = asyncio.Event()
         self._flush_scheduled = False
@@ -450,8 +453,21 @@ class VolumeClient:
             return lsn
         assert lsn <= core.allocated, f"LSN {lsn} was never allocated"
         future: asyncio.Future[LSN] = asyncio.get_running_loop().create_future()
+        if not self._waiters:
+            self._waiting_since = time.monotonic()
         heapq.heappush(self._waiters, (lsn, next(self._waiter_seq), future))
         return await future
+
+    def stalled_s(self) -> float:
+        """How long commits have waited for durability with VDL not advancing (0: none
+        waits, or VDL moved since the oldest began to wait).
+
+        What a writer cut off from storage looks like from inside while it still answers
+        health checks: a partition that drops the storage nodes' replies, say. The control
+        plane fails such a writer over when storage is reachable from elsewhere."""
+        if not self._waiters:
+            return 0.0
+        return time.monotonic() - max(self._waiting_since, self._vdl_advanced_at)
 
     def _writer(self) -> WriterCore:
         if self.core is None:
@@ -612,6 +628,7 @@ class VolumeClient:
             self._fenced(ack.epoch)
 
     def _release(self, vdl: LSN) -> None:
+        self._vdl_advanced_at = time.monotonic()
         waiters = self._waiters
         while waiters and waiters[0][0] <= vdl:
             lsn, _, future = heapq.heappop(waiters)
