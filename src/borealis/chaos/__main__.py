@@ -1,6 +1,7 @@
 """``python -m borealis.chaos``: run a workload against a nemesis and judge the history.
 
     python -m borealis.chaos --workload W --nemesis N --time S --clients C [--out DIR] [--seed N]
+        [--network auto|netns|proxy]
     python -m borealis.chaos --matrix short|long [--out DIR] [--seed N] [--clients C] [--time S]
         [--healthy-wait S]
     python -m borealis.chaos --check DIR        # judge a stored run again
@@ -13,6 +14,11 @@ Each run starts its own cluster, writes ``history.jsonl``, ``events.json``, ``ru
 summary last. Exit status: 0 valid, 1 a violation, 2 a usage error or a nemesis not
 implemented yet, 3 undecided (a checker could not decide, e.g. no final read succeeded, or
 the run could not be carried out).
+
+``--network`` chooses what cuts links for ``partition`` and ``partition-one-way``: nftables
+between network namespaces (netns, root only) or the fault proxy (proxy); auto, the
+default, takes netns where it works. ``BOREALIS_CHAOS_NETWORK`` says the same
+(``nemesis_net.register``).
 
 With ``--oracle postgres`` the workload runs against a throwaway stock PostgreSQL 15 instead
 (``.oracle``), at the isolation level given, to check the checkers: it prints one JSON line
@@ -33,6 +39,8 @@ from typing import Any
 from borealis.chaos import oracle
 from borealis.chaos.clients import Isolation
 from borealis.chaos.nemesis import NEMESES, NOT_IMPLEMENTED
+from borealis.chaos.nemesis_net import IMPLEMENTATIONS
+from borealis.chaos.nemesis_net import register as register_network_nemeses
 from borealis.chaos.runner import (
     HEALTHY_WAIT_S,
     MATRICES,
@@ -73,6 +81,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--healthy-wait", type=float, default=HEALTHY_WAIT_S, metavar="S",
                    help="after the clients stop, how long to wait for the cluster to be "
                    f"whole again before the final reads (default {HEALTHY_WAIT_S:.0f})")
+    p.add_argument("--network", choices=IMPLEMENTATIONS, default=None,
+                   help="what cuts links for partition and partition-one-way: nftables "
+                   "between network namespaces (netns, root only) or the fault proxy "
+                   "(proxy); default: BOREALIS_CHAOS_NETWORK, else auto (netns where it "
+                   "works)")
     p.add_argument("--log-level", default="INFO")
     checkers = p.add_argument_group("checking the checkers against a stock PostgreSQL")
     checkers.add_argument("--oracle", choices=oracle.ORACLES,
@@ -130,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
+    if args.network is not None:
+        register_network_nemeses(NEMESES, NOT_IMPLEMENTED, requested=args.network)
     try:
         if args.oracle is not None:
             return _oracle(args, seed)

@@ -1,8 +1,9 @@
 """What every nemesis is built on: the base class, the context it acts through, and errors.
 
 Kept apart from the nemeses themselves (``nemesis``, ``nemesis_disk``, ``nemesis_net``,
-``nemesis_proxy``) so that each of those modules imports this one and ``nemesis`` can import
-them all to build the registry, without an import cycle.
+``nemesis_proxy``, and ``nemesis_partition`` which the last two share) so that each of
+those modules imports this one and ``nemesis`` can import them all to build the registry,
+without an import cycle.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class Nemesis:
     name: ClassVar[str]
     cluster_env: ClassVar[Mapping[str, str]] = {}
     """Environment the run's cluster must be started with (e.g. a storage crash model)."""
+    cluster_network: ClassVar[str] = "loopback"
+    """The network mode the run's cluster must be in (``ClusterShape.network``): "netns" for
+    the nemeses that cut links with nftables (``nemesis_net.shape_for``)."""
 
     def run(self, ctx: NemesisContext, deadline: float) -> None:
         raise NotImplementedError

@@ -6,20 +6,39 @@ untouched. ``ProxyNetwork.install`` starts one fault-proxy process
 (``python -m borealis.chaos.faultproxy``) with a frame link per caller and target: every
 instance and storage node calling every storage node and every instance's control port
 (the writer's batches, readers' page reads, gossip and repair between storage nodes, the
-redo stream both ways). It then writes the routes file, and each process sends its new
-connections through its own links; a pool drops a connection whose route changed, so
-within a fraction of a second everything flows through the proxy. ``remove`` deletes the
-routes (connections go direct again) and stops the proxy by PID.
+redo stream both ways), and the control plane's RPC pool (caller ``control-plane``) calling
+them all too (storage ``node_status`` checks, ``follow``, ``add_storage_node``, repairs).
+It then writes the routes file, and each process sends its new connections through its
+own links; a pool drops a connection whose route changed, so within a fraction of a second
+everything flows through the proxy. ``remove`` deletes the routes (connections go direct
+again) and stops the proxy by PID.
 
 What a link cannot see: the PostgreSQL endpoints and the control plane's HTTP API are not
-proxied (clients and the runner must reach the cluster), and neither are the control
-plane's own health checks, so a partition here cuts the data path but not the control
-plane's view.
+proxied (clients and the runner must reach the cluster), nor is any connection opened
+without a routed pool — today the failover loop's instance ``status`` checks and
+``promote`` (``Orchestrator._client`` connects directly). So a partition here cuts the data
+path and the control plane's storage checks, but the control plane still hears every
+instance's own ``status``: an isolated writer is found by what it says (its commits stall),
+not by its silence as in netns mode, and clients still reach it through the router.
 
-- ``net-chaos``: on every storage link (writer and readers to storage, gossip), latency with
-  jitter, loss as TCP stalls (retransmission timeouts), occasional resets, and on the RPC
-  frames duplication and independent delays; in the window, a seeded mix of mild and harsh
-  phases; healed at the end.
+- ``net-chaos``: on every storage link of the data path (writer and readers to storage,
+  gossip; not the control plane's checks), latency with jitter, loss as TCP stalls
+  (retransmission timeouts), occasional resets, and on the RPC frames duplication and
+  independent delays; in the window, a seeded mix of mild and harsh phases; healed at the
+  end.
+- ``partition`` and ``partition-one-way`` (``ProxyPartition``, ``ProxyPartitionOneWay``):
+  the variants of ``nemesis_partition``, shared with the nftables nemeses (the same seed
+  chooses the same variant and the same hosts), as blocked link directions
+  (``link_blocks``): "drop what A sends to B" blocks ``to_target`` on A's links into B and
+  ``from_target`` on B's links into A. A blocked direction holds its bytes and keeps the
+  connection open and silent, as a partition does; healed with ``on_heal="reset"``: every
+  held connection is reset, for a partition is held longer than ``rpc.USER_TIMEOUT_MS``
+  (5 s), after which the kernel would have given up on the connection, so "deliver" (bytes
+  seconds old reaching their peer, the retransmission of a connection TCP kept) is what the
+  transport no longer does. Fencing is exercised all the same: the old writer sends its
+  batches again on new connections, and storage must refuse their stale epoch.
+  A one-way cut differs from nftables's in one thing: a new connection across it is made
+  (the proxy's own connect passes), where a dropped SYN-ACK would stop the handshake.
 """
 
 from __future__ import annotations
@@ -35,12 +54,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from borealis.chaos.cluster import ROUTES_FILE, ChaosCluster
+from borealis.chaos.faultproxy.faults import BOTH, Direction
 from borealis.chaos.nemesis_base import Nemesis, NemesisContext, NemesisError, sleep_until
+from borealis.chaos.nemesis_partition import Cut, run_one_way, run_partition
+from borealis.control.netns import CONTROL_PLANE
 from borealis.control.processes import pid_alive
 from borealis.transport.routes import write_routes
 
@@ -52,6 +75,10 @@ ROUTES_SETTLE_S = 1.0
 the busy connections to move to the proxy."""
 CONTROL_TIMEOUT_S = 5.0
 PHASE_S = (3.0, 6.0)
+CONTROL_PLANE_CALLER = "control-plane"
+"""The caller name of the control plane's RPC pool (``control.plane``)."""
+# A partition names the control plane as the netns mode does: one host, one name.
+assert CONTROL_PLANE_CALLER == CONTROL_PLANE
 
 
 def routes_path(cluster: ChaosCluster) -> Path:
@@ -79,6 +106,7 @@ class ProxyNetwork:
         targets |= {i["id"]: i["control_address"] for i in view["instances"]
                     if i.get("control_address")}
         callers = [i["id"] for i in view["instances"]] + [n["id"] for n in view["storage_nodes"]]
+        callers.append(CONTROL_PLANE_CALLER)
         wanted = {f"{c}.{t}": (c, t, address) for c in callers
                   for t, address in targets.items() if c != t}
         directory = self.cluster.data_dir / "faultproxy"
@@ -124,9 +152,11 @@ class ProxyNetwork:
         return {}
 
     def storage_links(self) -> list[str]:
-        """Links into storage nodes (from instances and from other storage nodes)."""
+        """Links into storage nodes from instances and from other storage nodes (the data
+        path; not the control plane's checks)."""
         return sorted(name for name, link in self.links.items()
-                      if link["target"] in self.node_ids)
+                      if link["target"] in self.node_ids
+                      and link["caller"] != CONTROL_PLANE_CALLER)
 
     def remove(self) -> None:
         """Direct connections again, then stop the proxy (by PID); idempotent."""
@@ -205,3 +235,111 @@ class NetChaos(Nemesis):
             return {}
         ctx.act("remove-proxy", {}, heal)
         self.network = None
+
+
+# --- partitions ------------------------------------------------------------------------------
+
+PARTITION_FAULTS: dict[str, Any] = {"blocked": True, "on_heal": "reset"}
+"""A cut direction: held silent, its connections reset on heal (why reset: the module's
+docstring)."""
+PARTITION_PROXY_SEED = 0
+"""Blocks draw nothing from the proxy's random source; a fixed seed leaves every draw of
+the run's own to the partition, so that a seed chooses the variant the netns nemesis would."""
+
+
+def link_blocks(links: Mapping[str, Mapping[str, str]], cut: Cut) -> dict[str, str]:
+    """Pure: which direction of which link ``cut`` blocks — link name -> "to_target",
+    "from_target" or "both" (links it leaves alone are absent).
+
+    A link carries what its caller sends (``to_target``) and what its target answers
+    (``from_target``). Dropping what a source sends to a target blocks ``to_target`` on the
+    source's links into the target and ``from_target`` on the target's links into the
+    source; ``both_ways``, both directions of both."""
+    sources, targets = set(cut.sources), set(cut.targets)
+    blocks: dict[str, str] = {}
+    for name, link in links.items():
+        caller, target = link["caller"], link["target"]
+        if cut.both_ways:
+            if (caller in sources and target in targets) or \
+                    (caller in targets and target in sources):
+                blocks[name] = BOTH
+        elif caller in sources and target in targets:
+            blocks[name] = Direction.TO_TARGET.value
+        elif caller in targets and target in sources:
+            blocks[name] = Direction.FROM_TARGET.value
+    return blocks
+
+
+class ProxyCutter(Nemesis):
+    """Cuts links by blocking directions of the fault proxy's links (``nemesis_partition``'s
+    ``Cutter``); ``heal`` lifts every block, then removes the proxy."""
+
+    def __init__(self) -> None:
+        self.network: ProxyNetwork | None = None
+        self.blocked: dict[str, str] = {}
+
+    def start(self, ctx: NemesisContext) -> ProxyNetwork:
+        if ctx.cluster.shape.network != "loopback":
+            raise NemesisError(f"nemesis {self.name} through the fault proxy needs a cluster "
+                               f"on loopback, this run's is {ctx.cluster.shape.network!r}")
+        self.network = network = ProxyNetwork(ctx.cluster, PARTITION_PROXY_SEED)
+        ctx.act("proxy", {"routes": str(routes_path(ctx.cluster))},
+                lambda: network.install(ctx.status()))
+        return network
+
+    def cut(self, ctx: NemesisContext, f: str, cut: Cut) -> bool:
+        network = self.network
+        assert network is not None, "start first"
+
+        def block() -> dict[str, Any]:
+            if not network.links:
+                raise NemesisError("the fault proxy is not installed")
+            blocks = link_blocks(network.links, cut)
+            if not blocks:
+                raise NemesisError(f"no link of the fault proxy joins {list(cut.sources)} "
+                                   f"and {list(cut.targets)}")
+            for name, direction in sorted(blocks.items()):
+                network.set_faults([name], PARTITION_FAULTS, direction=direction)
+                self.blocked[name] = direction
+            return {"links": len(blocks), "on_heal": PARTITION_FAULTS["on_heal"]}
+
+        return ctx.act(f, cut.value(), block) is not None
+
+    def heal(self, ctx: NemesisContext) -> None:
+        network = self.network
+        if network is None:
+            return
+
+        def heal() -> dict[str, Any]:
+            lifted = len(self.blocked)
+            try:
+                network.heal()  # every block lifted at once; held connections reset
+            finally:
+                self.blocked = {}
+                network.remove()
+            return {"links": lifted}
+
+        try:
+            ctx.act("heal", {}, heal)
+        finally:
+            self.network = None
+
+
+class ProxyPartition(ProxyCutter):
+    name = "partition"
+
+    def run(self, ctx: NemesisContext, deadline: float) -> None:
+        run_partition(self, ctx, deadline)
+
+
+class ProxyPartitionOneWay(ProxyCutter):
+    name = "partition-one-way"
+
+    def run(self, ctx: NemesisContext, deadline: float) -> None:
+        run_one_way(self, ctx, deadline)
+
+
+PROXY_NEMESES: dict[str, type[Nemesis]] = {
+    cls.name: cls for cls in (ProxyPartition, ProxyPartitionOneWay)
+}
+"""The network nemeses the fault proxy can stand in for (``nemesis_net.register``)."""
