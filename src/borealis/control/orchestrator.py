@@ -41,6 +41,7 @@ from borealis.control.failover import (
 )
 from borealis.errors import BorealisError
 from borealis.router.proxy import Member
+from borealis.transport.routes import Routes
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ class Orchestrator:
     storage_writable: Callable[[], bool] = lambda: True
     """Whether a write quorum of every PG answers (the control plane's storage checks)."""
     _clients: dict[str, Any] = field(default_factory=dict)
+    # Where each instance's control interface is reached: directly, or through the chaos
+    # suite's fault proxy (``transport.routes``); a client whose route changed is replaced.
+    _routes: Routes = field(default_factory=lambda: Routes.from_env("control-plane"))
+    _routed: dict[str, str] = field(default_factory=dict)
 
     # -- the topology the router reads ------------------------------------------------
     def members(self) -> list[Member]:
@@ -95,11 +100,17 @@ class Orchestrator:
     async def _client(self, instance: Managed) -> Any:
         from borealis.instance.remote import InstanceClient
 
+        route = self._routes.resolve(instance.control_address)
         client = self._clients.get(instance.instance_id)
+        if client is not None and self._routed.get(instance.instance_id) != route:
+            del self._clients[instance.instance_id]
+            with contextlib.suppress(BorealisError, OSError):
+                await client.close()
+            client = None
         if client is None:
-            client = await InstanceClient.connect(instance.control_address,
-                                                  timeout_s=CHECK_TIMEOUT_S)
+            client = await InstanceClient.connect(route, timeout_s=CHECK_TIMEOUT_S)
             self._clients[instance.instance_id] = client
+            self._routed[instance.instance_id] = route
         return client
 
     async def _check(self, instance: Managed, now_s: float) -> None:
