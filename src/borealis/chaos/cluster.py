@@ -45,6 +45,8 @@ KILL_WAIT_S = 10.0
 API_TIMEOUT_S = 10.0
 HOST = "127.0.0.1"
 ROUTES_FILE = "routes.json"
+DATA_DIR_MARK = "{data_dir}"
+"""In a value of a nemesis's ``cluster_env``: replaced by the run's data dir (per run)."""
 
 
 class ChaosClusterError(BorealisError):
@@ -111,9 +113,12 @@ class ChaosCluster:
         self.data_dir = data_dir.resolve()
         self.shape = shape or ClusterShape()
         # What ``borealis up`` and so every process of the cluster is started with: a
-        # nemesis's own (a storage crash model), and the routes file through which the fault
+        # nemesis's own (a storage crash model, a directory of clock files: ``DATA_DIR_MARK``
+        # in a value names this run's data dir), and the routes file through which the fault
         # proxy can be put between processes (absent, so unused, until a nemesis writes it).
-        self.env = {ROUTES_ENV: str(self.data_dir / ROUTES_FILE), **(env or {})}
+        self.env = {ROUTES_ENV: str(self.data_dir / ROUTES_FILE),
+                    **{k: v.replace(DATA_DIR_MARK, str(self.data_dir))
+                       for k, v in (env or {}).items()}}
         self.password = password
         self._started = False
         self._temporary_root: Path | None = None

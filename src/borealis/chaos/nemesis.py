@@ -33,9 +33,11 @@ The faults, and what the cluster is expected to do:
   files rolled back to what their syncs made durable (the storage crash model).
 - ``net-chaos`` (``nemesis_proxy``): latency, loss as TCP stalls, resets and duplicated RPC
   frames on the storage links, through the fault proxy.
+- ``clock-skew`` (``nemesis_clock``): each process's wall clock skewed, stepped by minutes
+  and strobed, through libfaketime; the monotonic clock stays real.
 
-Partitions and clock skew need network namespaces with nftables and libfaketime; while they
-are not registered they are named in ``NOT_IMPLEMENTED`` and refused.
+What this machine cannot run (``packet-loss`` without network namespaces, say) is named in
+``NOT_IMPLEMENTED`` with what it needs, and refused.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from borealis.chaos.nemesis_base import (
     sleep_until,
     wait_fenced,
 )
+from borealis.chaos.nemesis_clock import ClockSkew
 from borealis.chaos.nemesis_disk import LoseUnsynced
 from borealis.chaos.nemesis_net import register as register_network_nemeses
 from borealis.chaos.nemesis_proxy import NetChaos
@@ -79,9 +82,8 @@ BITFLIP_VERSIONS = 8
 STEP_S = (5.0, 9.0)
 """How long ``mixed`` holds each fault."""
 
-NOT_IMPLEMENTED: dict[str, str] = {
-    "clock-skew": "clock skew needs libfaketime under each process: not implemented yet",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}
+"""Nemeses this machine cannot run, with what they need (filled by ``register_*``)."""
 
 
 class NoNemesis(Nemesis):
@@ -420,7 +422,8 @@ class Mixed(Nemesis):
 
 NEMESES: dict[str, type[Nemesis]] = {
     cls.name: cls for cls in (NoNemesis, KillWriter, KillStorage, PauseWriter, AzDown,
-                              AzPlusOne, Bitflip, Mixed, LoseUnsynced, NetChaos)
+                              AzPlusOne, Bitflip, Mixed, LoseUnsynced, NetChaos,
+                              ClockSkew)
 }
 # The network nemeses (namespaces and nftables) are offered where this machine can run them;
 # elsewhere they stay in NOT_IMPLEMENTED with what they need.

@@ -169,9 +169,10 @@ class Orchestrator:
             elif isinstance(action, NoCandidate):
                 log.error("no failover possible: %s", action.reason)
             elif isinstance(action, Follow):
-                log.info("instance=%s should follow writer=%s (re-pointing is not "
-                         "implemented: restart it with --writer)", action.instance_id,
-                         action.writer)
+                # Re-pointing is the supervisor's (the control plane's ``follow``); seen
+                # every step until it is done, so not worth more than a debug line.
+                log.debug("instance=%s should follow writer=%s", action.instance_id,
+                          action.writer)
 
     async def _promote(self, view: ClusterView, instance_id: str) -> None:
         old = next((i.instance_id for i in view.instances if i.role is Role.WRITER), None)

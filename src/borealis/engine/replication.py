@@ -8,10 +8,12 @@ it has received: whatever it reads there is durable and committed, and since VDL
 stops at commit points, transactions become visible whole and in commit order. Pages it
 does not hold it reads from storage at that read point, from any segment caught up to it.
 
-A message is ``[prev, last, block, vdl, allocated, sent_at, epoch]``: the records with LSNs
-in ``(prev, last]`` (a record block), the writer's VDL, its highest allocated LSN, the wall
-time it sent the message and the writer's volume epoch (a six-element message, from an
-older writer, has no epoch). A reader whose position is not ``prev`` missed messages (it
+A message is ``[prev, last, block, vdl, allocated, sent_at, epoch, lag_ms]``: the records
+with LSNs in ``(prev, last]`` (a record block), the writer's VDL, its highest allocated LSN,
+the writer's wall time when it sent the message (for a person reading a trace; never
+compared with the reader's clock), the writer's volume epoch and the reader's replica lag
+as the writer measured it (see below). A message from an older writer may lack the epoch,
+or the lag. A reader whose position is not ``prev`` missed messages (it
 was slow, or reconnected): it keeps no cached version past its position open-ended
 (``PageCache.close_open``) and goes on from ``last``; the pages it needs again come from
 storage. Nothing is reloaded and nothing is replayed.
@@ -28,6 +30,20 @@ fenced but perhaps still sending heartbeats, drops the reader.
 The reply is ``[vdl, oldest_read_point]``: how far the reader has come, and the oldest read
 point its transactions use, which the writer passes to storage as the minimum read point
 (storage must keep every version a reader may still read).
+
+Replica lag (``lag_ms``: how far behind the writer a reader is, in milliseconds) is measured
+on one clock only, the writer's monotonic clock, so that it does not depend on two machines'
+wall clocks agreeing (it once was the reader's wall time minus ``sent_at``: a reader whose
+clock ran 120 s ahead showed 120,000 ms, one behind showed 0). For each reader the writer
+notes when it sent each message that carried a VDL new to that reader; when the reader's
+reply acknowledges that VDL, the time since is a sample (sending, applying, and the reply's
+way back: an upper bound on the one-way lag). The reader's lag is the larger of the last
+sample and the age of the oldest VDL it has not acknowledged (so a reader that stops
+answering shows a growing lag, not its last good sample), and it travels to the reader in
+the next message (``_Subscriber.lag_ms``). The reader reports the last lag it was sent, or,
+when the writer has been silent longer than a live writer ever is
+(``SILENT_IS_LAG_AFTER_S``), the silence measured on its own monotonic clock, if larger: it
+has seen nothing of what the writer did meanwhile (``ReaderState.lag_ms``).
 """
 
 from __future__ import annotations
@@ -59,6 +75,9 @@ HEARTBEAT_S = 0.2
 """An idle writer still sends a message this often; a reader that hears nothing for
 ``SILENCE_S`` subscribes again."""
 SILENCE_S = 2.0
+SILENT_IS_LAG_AFTER_S = 2 * HEARTBEAT_S + 0.1
+"""A live writer sends at least every ``2 * HEARTBEAT_S`` (the heartbeat checks every
+``HEARTBEAT_S`` for a message in the last ``HEARTBEAT_S``): a longer silence is lag."""
 
 Send = Callable[[list[Any]], Awaitable[Any]]
 
@@ -70,6 +89,31 @@ class _Subscriber:
     inflight: int = 0
     vdl: LSN = LSN(0)
     oldest_read_point: LSN = LSN(0)
+    vdl_sent: LSN = LSN(0)
+    unacknowledged: collections.deque[tuple[LSN, float]] = field(
+        default_factory=collections.deque)
+    """(VDL, writer's monotonic time sent) of each message that carried a VDL new to this
+    reader and is not acknowledged yet, oldest first (at most one per message in flight)."""
+    lag_s: float = 0.0
+    """The last sample: from sending a VDL to the reply that acknowledged it."""
+
+    def lag_ms(self, now_s: float) -> float:
+        """How far behind the writer this reader is, on the writer's monotonic clock."""
+        oldest_s = now_s - self.unacknowledged[0][1] if self.unacknowledged else 0.0
+        return max(self.lag_s, oldest_s, 0.0) * 1e3
+
+    def sent(self, vdl: LSN, now_s: float) -> None:
+        if vdl > self.vdl_sent:
+            self.vdl_sent = vdl
+            self.unacknowledged.append((vdl, now_s))
+        assert len(self.unacknowledged) <= SUBSCRIBER_INFLIGHT_MAX + 1
+
+    def acknowledged(self, vdl: LSN, now_s: float) -> None:
+        newest: tuple[LSN, float] | None = None
+        while self.unacknowledged and self.unacknowledged[0][0] <= vdl:
+            newest = self.unacknowledged.popleft()
+        if newest is not None:
+            self.lag_s = max(0.0, now_s - newest[1])
 
 
 class RedoPublisher:
@@ -137,7 +181,7 @@ class RedoPublisher:
         self._scheduled = False
         if not self._pending and self._vdl <= self._vdl_sent and not force:
             return
-        self._last_sent_s = time.monotonic()
+        now_s = self._last_sent_s = time.monotonic()
         records, self._pending = self._pending, []
         prev = self.position
         last = LSN(records[-1].lsn) if records else prev
@@ -157,7 +201,10 @@ class RedoPublisher:
             sub.inflight += 1
             self.messages_sent += 1
             self.bytes_sent += len(block)
-            task = asyncio.get_running_loop().create_task(self._send(sub, message))
+            lag_ms = round(sub.lag_ms(now_s), 3)   # as of the messages before this one
+            sub.sent(self._vdl, now_s)
+            task = asyncio.get_running_loop().create_task(
+                self._send(sub, [*message, lag_ms]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -175,6 +222,7 @@ class RedoPublisher:
             vdl, oldest = reply
             sub.vdl = LSN(int(vdl))
             sub.oldest_read_point = LSN(int(oldest))
+            sub.acknowledged(sub.vdl, time.monotonic())
         except (TypeError, ValueError):
             log.warning("reader %s sent a malformed redo reply: dropped", sub.name)
             self.unsubscribe(sub.name)
@@ -195,6 +243,7 @@ class ReplicaStats:
     lags_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=LAG_SAMPLES))
     last_lag_ms: float = 0.0
+    """The lag the writer last sent (measured on its monotonic clock)."""
     lag_lsns: int = 0
 
 
@@ -202,8 +251,10 @@ class ReaderState(VolumeState):
     """A reader's shared state: the VFS reads through it at each transaction's read point,
     and ``apply`` feeds it the writer's redo stream."""
 
-    def __init__(self, backend: Backend, cache: PageCache) -> None:
+    def __init__(self, backend: Backend, cache: PageCache, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__(backend, cache)
+        self._monotonic = monotonic  # the only clock a reader reads (a fake in tests)
         self.read_only = True
         self.position = LSN(0)  # the stream position: every record up to it applied
         self.vdl = LSN(0)  # the read point of new transactions
@@ -214,6 +265,7 @@ class ReaderState(VolumeState):
         self._missed_through = LSN(0)  # records up to here may have been missed (gaps)
         self._read_points: collections.Counter[int] = collections.Counter()
         self._read_points_lock = threading.Lock()
+        self._last_message_s: float | None = None  # this process's monotonic clock
 
     # -- read points --------------------------------------------------------------------
 
@@ -267,10 +319,13 @@ class ReaderState(VolumeState):
         try:
             prev, last, block, vdl, allocated, sent_at, *rest = message
             prev, last, vdl, allocated = int(prev), int(last), int(vdl), int(allocated)
-            sent_at = float(sent_at)
+            sent_at = float(sent_at)   # checked, never used: it is another machine's clock
             epoch = int(rest[0]) if rest else 0
-            if len(rest) > 1:
+            writer_lag_ms = float(rest[1]) if len(rest) > 1 else None
+            if len(rest) > 2:
                 raise ValueError(f"{len(message)} elements")
+            if writer_lag_ms is not None and not writer_lag_ms >= 0:
+                raise ValueError(f"replica lag {writer_lag_ms}")
             records = decode_block(block)
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed redo message: {exc}") from exc
@@ -310,11 +365,13 @@ class ReaderState(VolumeState):
             self.position = LSN(max(self.position, last))
             self.stats.messages += 1
             self.stats.records += len(records)
+        self._last_message_s = self._monotonic()
+        if writer_lag_ms is not None:
+            self.stats.last_lag_ms = writer_lag_ms
         if vdl > self.vdl:
             self.vdl = LSN(vdl)
-            lag_ms = max(0.0, (time.time() - sent_at) * 1e3)
-            self.stats.lags_ms.append(lag_ms)
-            self.stats.last_lag_ms = lag_ms
+            if writer_lag_ms is not None:
+                self.stats.lags_ms.append(writer_lag_ms)
         self.stats.lag_lsns = max(0, allocated - self.vdl)
         oldest = self.oldest_read_point()
         if self.stats.messages % 64 == 0:
@@ -337,6 +394,18 @@ class ReaderState(VolumeState):
         else:
             self.cache.supersede(page, record.lsn)
             self.stats.superseded += 1
+
+    def lag_ms(self) -> float:
+        """How far behind the writer this reader is (ms): the lag the writer last measured
+        and sent, or the time the writer has been silent, on this process's monotonic
+        clock, once that is longer than a live writer is ever silent (see the module
+        docstring). No wall clock is read: a skewed clock on either side changes nothing."""
+        if self._last_message_s is None:
+            return self.stats.last_lag_ms
+        silent_s = self._monotonic() - self._last_message_s
+        if silent_s > SILENT_IS_LAG_AFTER_S:
+            return max(self.stats.last_lag_ms, silent_s * 1e3)
+        return self.stats.last_lag_ms
 
     def lag_percentiles(self) -> tuple[float, float]:
         samples = sorted(self.stats.lags_ms)

@@ -31,7 +31,7 @@ the storage nodes (length-prefixed msgpack frames):
 The PostgreSQL wire protocol (a later step) runs in this process on the same engine.
 ``subscribe`` ``[name, address]`` (writer)
     A reader asks for the redo stream; the writer then calls ``redo`` on ``address``.
-``redo`` ``[prev, last, block, vdl, allocated, sent_at]`` (reader)
+``redo`` ``[prev, last, block, vdl, allocated, sent_at, epoch, lag_ms]`` (reader)
     One message of the stream (``borealis.engine.replication``); answers
     ``[vdl, oldest_read_point]``.
 ``promote`` (reader)
@@ -374,6 +374,8 @@ class Instance:
             db = self.db
             if db is None or not db.reader:
                 return None
+            if attribute == "lag_ms":
+                return db.reader_state.lag_ms()
             return float(getattr(db.reader_state.stats, attribute))
 
         def hit_ratio() -> float:
@@ -398,7 +400,7 @@ class Instance:
         metrics.gauge(p + "fenced", "1 once a newer writer fenced this one",
                       lambda: int(self.state == "fenced"))
         metrics.gauge(p + "replica_lag_ms", "A reader's lag behind the writer's VDL (ms)",
-                      lambda: lag("last_lag_ms"))
+                      lambda: lag("lag_ms"))
         metrics.gauge(p + "replica_lag_lsns", "LSNs the writer allocated beyond a reader's "
                       "read point", lambda: lag("lag_lsns"))
         metrics.gauge(p + "postgres_connections_open", "PostgreSQL connections open",
@@ -472,7 +474,7 @@ class Instance:
         if db is not None and db.reader:
             reader = db.reader_state
             p50, p99 = reader.lag_percentiles()
-            lag = {"lag_ms": round(reader.stats.last_lag_ms, 3),
+            lag = {"lag_ms": round(reader.lag_ms(), 3),
                    "lag_p50_ms": round(p50, 3), "lag_p99_ms": round(p99, 3),
                    "lag_lsns": reader.stats.lag_lsns, "position": reader.position,
                    "redo_messages": reader.stats.messages, "redo_gaps": reader.stats.gaps,

@@ -27,7 +27,7 @@ import json
 import math
 import random
 import re
-import time
+import threading
 from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -858,8 +858,10 @@ def _decode(text: Any, encoding: Any) -> bytes | None:
 
 
 def _sleep(seconds: Any) -> None:
+    # A timed wait on a lock rather than time.sleep, which fails with EINVAL in a process
+    # run under libfaketime with the monotonic clock left real (the clock-skew nemesis).
     if seconds is not None and float(seconds) > 0:
-        time.sleep(min(float(seconds), 3600.0))
+        threading.Event().wait(min(float(seconds), 3600.0))
 
 
 def _quote_ident(name: Any) -> str | None:
