@@ -157,6 +157,39 @@ def test_register_under_pause_writer_old_writer_never_acknowledges(runs: Runs) -
     assert "stale-writer-ack" not in fencing["anomalies"], run.explain()
 
 
+def test_set_under_lose_unsynced_power_loss_loses_nothing_acknowledged(runs: Runs) -> None:
+    run = runs.get("set", "lose-unsynced", 25)
+    assert_safe(run)
+    # Nodes really lost power: killed, their files rolled back to their last syncs.
+    assert nemesis_actions(run, "lose-unsynced"), run.verdict["nemesis_actions"]
+    assert run.verdict["recovered"] is True, run.explain()
+
+
+def test_register_under_net_chaos(runs: Runs) -> None:
+    run = runs.get("register", "net-chaos", 25)
+    assert_safe(run)
+    installed = nemesis_actions(run, "proxy")
+    assert installed and installed[0]["links"] > 50, run.verdict["nemesis_actions"]
+    assert nemesis_actions(run, "net-chaos"), run.verdict["nemesis_actions"]
+    assert run.verdict["availability"]["writes"] > 0.9, run.explain()
+
+
+def test_bank_under_partition(runs: Runs) -> None:
+    """nftables between namespaces where this machine has them, else the fault proxy."""
+    run = runs.get("bank", "partition", 25)
+    assert_safe(run)
+    assert nemesis_actions(run, "partition"), run.verdict["nemesis_actions"]
+    assert run.verdict["recovered"] is True, run.explain()
+
+
+def test_replica_reads_under_clock_skew(runs: Runs) -> None:
+    run = runs.get("replica-reads", "clock-skew", 25)
+    assert_safe(run)
+    assert len(run.verdict["nemesis_actions"]) >= 3, run.verdict["nemesis_actions"]
+    # No protocol decision reads the wall clock: skew must not cause a failover.
+    assert run.verdict["events"].get("failover", 0) == 0, run.explain()
+
+
 # Regression (found by this suite, fixed in control/orchestrator.py observe()): an old
 # writer paused past writer_hung_after_s with nothing to send to storage when it woke still
 # said "writer, serving"; two serving writers were resolved by instance id, so a deposed
