@@ -158,7 +158,7 @@ def test_register_under_pause_writer_old_writer_never_acknowledges(runs: Runs) -
 
 
 def test_set_under_lose_unsynced_power_loss_loses_nothing_acknowledged(runs: Runs) -> None:
-    run = runs.get("set", "lose-unsynced", 25)
+    run = runs.get("set", "lose-unsynced", 20)
     assert_safe(run)
     # Nodes really lost power: killed, their files rolled back to their last syncs.
     assert nemesis_actions(run, "lose-unsynced"), run.verdict["nemesis_actions"]
@@ -166,7 +166,7 @@ def test_set_under_lose_unsynced_power_loss_loses_nothing_acknowledged(runs: Run
 
 
 def test_register_under_net_chaos(runs: Runs) -> None:
-    run = runs.get("register", "net-chaos", 25)
+    run = runs.get("register", "net-chaos", 20)
     assert_safe(run)
     installed = nemesis_actions(run, "proxy")
     assert installed and installed[0]["links"] > 50, run.verdict["nemesis_actions"]
@@ -183,7 +183,7 @@ def test_bank_under_partition(runs: Runs) -> None:
 
 
 def test_replica_reads_under_clock_skew(runs: Runs) -> None:
-    run = runs.get("replica-reads", "clock-skew", 25)
+    run = runs.get("replica-reads", "clock-skew", 20)
     assert_safe(run)
     assert len(run.verdict["nemesis_actions"]) >= 3, run.verdict["nemesis_actions"]
     # No protocol decision reads the wall clock: skew must not cause a failover.

@@ -10,12 +10,11 @@ assumes which instance is the writer: each asks ``borealis status --json``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,81 +23,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cluster_harness
 import psycopg
 import pytest
+from cluster_harness import served_by, spec_toml, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
 PASSWORD = "borealis-test-password"
 ACCOUNTS = 10
 START_BALANCE = 1000
-SPEC = """
-[cluster]
-api_port = 0
-
-[storage]
-nodes_per_az = 3
-pg_mib = 1
-repair_after_s = 2.0
-
-[endpoints]
-writer_port = 0
-reader_port = 0
-
-[[instances]]
-id = "i1"
-az = "az1"
-promotion_tier = 0
-
-[[instances]]
-id = "i2"
-az = "az2"
-promotion_tier = 1
-
-[[instances]]
-id = "i3"
-az = "az3"
-promotion_tier = 1
-"""
-
-
-def borealis(data_dir: Path, *args: str, timeout_s: float = 180,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "borealis", *args, "--data-dir", str(data_dir)]
-    env = {**os.environ, "BOREALIS_MASTER_PASSWORD": PASSWORD}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
-                          check=False, env=env)
-    if check:
-        assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
-    return done
+SPEC = spec_toml(repair_after_s=2.0)
+borealis = functools.partial(cluster_harness.borealis, password=PASSWORD)
+connect = functools.partial(cluster_harness.connect, password=PASSWORD,
+                            connect_timeout=20)
 
 
 def status(data_dir: Path) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(borealis(data_dir, "status", "--json").stdout)
     return result
-
-
-def connect(address: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    host, _, port = address.rpartition(":")
-    return psycopg.connect(host=host, port=int(port), user="postgres", password=PASSWORD,
-                           dbname="postgres", connect_timeout=20, autocommit=True, **kwargs)
-
-
-def served_by(conn: psycopg.Connection[Any]) -> str:
-    row = conn.execute("SELECT aurora_db_instance_identifier()").fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-def wait_for(what: str, predicate: Any, timeout_s: float = 60.0, every_s: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every_s)
 
 
 @dataclass

@@ -11,6 +11,7 @@ cluster tests need root, ``ip`` and ``nft`` and are skipped, saying so, without 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
+import cluster_harness
 import pytest
+from cluster_harness import served_by, spec_toml, wait_for
 
 from borealis.control.clusterspec import ClusterSpec
 from borealis.control.netns import (
@@ -49,40 +51,11 @@ from borealis.errors import ConfigError
 pytestmark = pytest.mark.timeout(300)
 
 PASSWORD = "borealis-netns-password"
-SPEC = """
-[cluster]
-api_port = 0
-
-[storage]
-nodes_per_az = 3
-pg_mib = 1
-repair_after_s = 60.0
-
-[endpoints]
-writer_port = 0
-reader_port = 0
-
-[failover]
-writer_hung_after_s = 3.0
-
-[network]
-mode = "netns"
-
-[[instances]]
-id = "i1"
-az = "az1"
-promotion_tier = 0
-
-[[instances]]
-id = "i2"
-az = "az2"
-promotion_tier = 1
-
-[[instances]]
-id = "i3"
-az = "az3"
-promotion_tier = 2
-"""
+SPEC = spec_toml(repair_after_s=60.0, tiers=(0, 1, 2), writer_hung_after_s=3.0,
+                 network="netns")
+borealis = functools.partial(cluster_harness.borealis, password=PASSWORD)
+connect = functools.partial(cluster_harness.connect, password=PASSWORD,
+                            connect_timeout=10)
 
 
 # --- pure: names, subnets, rules, the spec --------------------------------------------------
@@ -167,40 +140,6 @@ def test_a_network_nemesis_refuses_a_cluster_on_loopback(tmp_path: Path) -> None
 
 needs_netns = pytest.mark.skipif(unavailable() is not None,
                                  reason=f"netns mode unavailable: {unavailable()}")
-
-
-def borealis(data_dir: Path, *args: str, timeout_s: float = 180,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "borealis", *args, "--data-dir", str(data_dir)]
-    env = {**os.environ, "BOREALIS_MASTER_PASSWORD": PASSWORD}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
-                          check=False, env=env)
-    if check:
-        assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
-    return done
-
-
-def connect(address: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    host, _, port = address.rpartition(":")
-    return psycopg.connect(host=host, port=int(port), user="postgres", password=PASSWORD,
-                           dbname="postgres", connect_timeout=10, autocommit=True, **kwargs)
-
-
-def served_by(conn: psycopg.Connection[Any]) -> str:
-    row = conn.execute("SELECT aurora_db_instance_identifier()").fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-def wait_for(what: str, predicate: Any, timeout_s: float = 60.0, every_s: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every_s)
 
 
 def processes_of(data_dir: Path) -> list[int]:

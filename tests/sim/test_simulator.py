@@ -10,7 +10,7 @@ import pytest
 from borealis.sim.runner import run_seed
 from borealis.sim.scenarios import SCENARIOS
 
-SEEDS_PER_SCENARIO = int(os.environ.get("BOREALIS_SIM_SEEDS", "40"))
+SEEDS_PER_SCENARIO = int(os.environ.get("BOREALIS_SIM_SEEDS", "30"))
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
