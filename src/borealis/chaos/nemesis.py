@@ -14,6 +14,8 @@ The faults, and what the cluster is expected to do:
 
 - ``kill-writer``: kill -9 the current writer, again when the window leaves time; the
   control plane fails over and starts the old writer again as a reader.
+- ``kill-any``: kill -9 any process of the cluster, chosen by the seed each step (the
+  writer, a reader, a storage node, the router, the control plane), then ``borealis up``.
 - ``kill-storage``: kill -9 a storage node that holds segments, later another; each is
   rebuilt on a spare after ``repair_after_s``, and ``borealis up`` starts it again.
 - ``pause-writer``: SIGSTOP the writer for ``PAUSE_S`` (longer than the hung-writer
@@ -45,14 +47,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import mmap
+import os
 import random
 import signal
 import struct
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from borealis.chaos.cluster import owned
 from borealis.chaos.nemesis_base import (
     Nemesis,
     NemesisContext,
@@ -81,6 +86,8 @@ BITFLIP_VERSIONS = 8
 """Page versions corrupted per bitflip; one bit each."""
 STEP_S = (5.0, 9.0)
 """How long ``mixed`` holds each fault."""
+KILL_ANY_HOLD_S = (3.0, 6.0)
+"""How long ``kill-any`` leaves its victim dead before ``borealis up``."""
 
 NOT_IMPLEMENTED: dict[str, str] = {}
 """Nemeses this machine cannot run, with what they need (filled by ``register_*``)."""
@@ -127,6 +134,76 @@ class KillWriter(Nemesis):
                 break
             time.sleep(KILL_INTERVAL_S)
         sleep_until(deadline)
+
+    def heal(self, ctx: NemesisContext) -> None:
+        if self.killed:
+            ctx.up()
+            self.killed = False
+
+
+class KillAny(Nemesis):
+    """kill -9 of any of the cluster's processes, chosen by the seed each step: the writer,
+    a reader, a storage node, the router or the control plane itself; held a few seconds,
+    then ``borealis up`` (which starts a control plane again if it was the victim; the
+    control plane brings back the rest). Only what is killed changes between steps."""
+
+    name = "kill-any"
+    ROLES: ClassVar[tuple[str, ...]] = ("writer", "reader", "storage", "router",
+                                        "control-plane")
+
+    def __init__(self) -> None:
+        self.killed = False
+
+    def run(self, ctx: NemesisContext, deadline: float) -> None:
+        while time.monotonic() < deadline - KILL_ANY_HOLD_S[0]:
+            role = ctx.rng.choice(self.ROLES)
+            victim = self.victim(ctx, role)
+            if victim is None:
+                ctx.act("kill", {"role": role}, fails(f"no {role} process to kill"))
+            else:
+                name, pid, still_it = victim
+
+                def kill(pid: int = pid, still_it: Callable[[], bool] = still_it,
+                         name: str = name) -> dict[str, Any]:
+                    if not still_it():
+                        raise NemesisError(f"pid {pid} is no longer the cluster's {name}")
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed = True
+                    return {"exited": ctx.cluster.wait_exit(pid)}
+
+                ctx.act("kill", {"role": role, "process": name, "pid": pid}, kill)
+            sleep_until(min(deadline, time.monotonic() + ctx.rng.uniform(*KILL_ANY_HOLD_S)))
+            ctx.up()
+        sleep_until(deadline)
+
+    @staticmethod
+    def victim(ctx: NemesisContext, role: str) -> tuple[str, int, Callable[[], bool]] | None:
+        """(name, pid, whether the pid is still that process), or None."""
+        view = ctx.status()
+        cluster = ctx.cluster
+        if role in ("writer", "reader"):
+            found = [i for i in view["instances"] if i["role"] == role and i.get("pid")
+                     and i["state"] == "available"]
+            if not found:
+                return None
+            instance = ctx.rng.choice(sorted(found, key=lambda i: str(i["id"])))
+            name, pid = str(instance["id"]), int(instance["pid"])
+            return name, pid, lambda: cluster.instance_owned(pid, name)
+        if role == "storage":
+            nodes = [n for n in view["storage_nodes"] if n.get("pid") and n["state"] == "up"]
+            if not nodes:
+                return None
+            node = ctx.rng.choice(sorted(nodes, key=lambda n: str(n["id"])))
+            name, pid = str(node["id"]), int(node["pid"])
+            return name, pid, lambda: cluster.node_owned(pid, name)
+        if role == "router":
+            pid = int((view.get("router") or {}).get("pid") or 0)
+            ready = str(cluster.data_dir / "router" / "ready.json")
+            return ("router", pid, lambda: owned(pid, "router", ready)) if pid else None
+        pid = int((view.get("control_plane") or {}).get("pid") or 0)
+        data_dir = str(cluster.data_dir)
+        return ("control-plane", pid, lambda: owned(pid, "control-plane", data_dir)) \
+            if pid else None
 
     def heal(self, ctx: NemesisContext) -> None:
         if self.killed:
@@ -421,7 +498,7 @@ class Mixed(Nemesis):
 
 
 NEMESES: dict[str, type[Nemesis]] = {
-    cls.name: cls for cls in (NoNemesis, KillWriter, KillStorage, PauseWriter, AzDown,
+    cls.name: cls for cls in (NoNemesis, KillWriter, KillAny, KillStorage, PauseWriter, AzDown,
                               AzPlusOne, Bitflip, Mixed, LoseUnsynced, NetChaos,
                               ClockSkew)
 }
