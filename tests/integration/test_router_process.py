@@ -15,15 +15,12 @@ import asyncio
 import contextlib
 import json
 import os
-import pwd
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -33,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from borealis.chaos.oracle import OracleError, StockPostgres, binaries_missing
 from borealis.http import HttpError, HttpServer, Request, Response
 
 START_TIMEOUT_S = 15.0
@@ -538,64 +536,18 @@ def test_the_ready_file_waits_for_a_control_plane_that_starts_late(
 
 # --- psycopg through the router to a real PostgreSQL ----------------------------------------
 
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _as_postgres_user() -> list[str]:
-    """The prefix that runs a PostgreSQL binary: PostgreSQL refuses to run as root."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv to run PostgreSQL as postgres")
-    # setpriv execs: the PID started is PostgreSQL's own.
-    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-
-
 @pytest.fixture
 def postgres() -> Iterator[int]:
     """A PostgreSQL 15 on 127.0.0.1 (trust authentication); its port. Stopped by PID."""
-    if not (POSTGRES_BIN / "postgres").exists():
-        pytest.skip(f"no PostgreSQL server in {POSTGRES_BIN}")
-    prefix = _as_postgres_user()
-    base = Path(tempfile.mkdtemp(prefix="borealis-router-pg-"))
-    data = base / "data"
-    if prefix:
-        entry = pwd.getpwnam("postgres")
-        os.chown(base, entry.pw_uid, entry.pw_gid)
+    if binaries_missing():
+        pytest.skip(f"no PostgreSQL server programs: {binaries_missing()}")
     try:
-        done = subprocess.run([*prefix, str(POSTGRES_BIN / "initdb"), "-D", str(data), "-A",
-                               "trust", "-U", "postgres", "--no-sync"],
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        port = free_port()
-        with open(base / "postgres.log", "ab") as log:
-            server = subprocess.Popen(
-                [*prefix, str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                 "-c", "fsync=off"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        try:
-            def accepting() -> bool:
-                assert server.poll() is None, (base / "postgres.log").read_text()
-                return not refused(port)
-
-            eventually(accepting, "PostgreSQL accepts connections", timeout_s=20)
-            yield port
-        finally:
-            if server.poll() is None:
-                os.kill(server.pid, signal.SIGINT)  # fast shutdown
-                try:
-                    server.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    os.kill(server.pid, signal.SIGKILL)
-                    server.wait(STOP_TIMEOUT_S)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+        with StockPostgres() as server:
+            yield server.port
+    except OracleError as exc:  # e.g. root without a postgres user to run it as
+        if "refuses" in str(exc):
+            pytest.skip(str(exc))
+        raise
 
 
 def test_psycopg_through_the_router_to_a_real_postgresql(
