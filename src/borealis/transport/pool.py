@@ -29,7 +29,9 @@ class ConnectionPool:
         self.name = name
         self.connect_timeout_s = connect_timeout_s
         self.reconnect_backoff_s = reconnect_backoff_s
-        self.routes = Routes.from_env(caller) if caller else None
+        # None unless routes are configured: the hot path then skips them entirely.
+        routes = Routes.from_env(caller) if caller else None
+        self.routes = routes if routes is not None and routes.path is not None else None
         self._clients: dict[str, RpcClient] = {}
         self._routed: dict[str, str] = {}  # address -> where its open connection goes
         self._connecting: dict[str, asyncio.Future[RpcClient]] = {}
