@@ -248,3 +248,42 @@ def test_the_old_writer_is_fenced_and_never_acknowledges_again(
         await close(client2, db2)
 
     run(main())
+
+
+def test_a_large_commit_encodes_its_deltas_off_the_event_loop(
+        storage_nodes: list[NodeProcess], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions must not block each other on the event loop: the page deltas of a commit
+    (~20 us a page) are made on the committing session's thread, not the loop's."""
+    import threading
+
+    from borealis import delta
+
+    encode = delta.encode
+    deltas_by_thread: dict[str, int] = {"loop": 0, "session": 0}
+    loop_thread: list[int] = []
+
+    def recording_encode(base: bytes | None, new: bytes) -> bytes:
+        if base is not None:
+            where = "loop" if threading.get_ident() in loop_thread else "session"
+            deltas_by_thread[where] += 1
+        return encode(base, new)
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        client, db = await open_db(storage_nodes, tmp_path, "w1")
+        s = await db.session()
+        await s.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        await s.execute("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                        "WHERE x < 4000) INSERT INTO t (v) SELECT printf('%0200d', x) FROM n")
+        monkeypatch.setattr(delta, "encode", recording_encode)
+        result = await s.execute("UPDATE t SET v = printf('%0200d', id + 1)")
+        assert result.changes == 4000
+        assert deltas_by_thread["session"] > 100  # the commit rewrote hundreds of pages
+        assert deltas_by_thread["loop"] == 0, deltas_by_thread
+        monkeypatch.setattr(delta, "encode", encode)
+        assert (await s.execute("SELECT count(*) FROM t WHERE v = printf('%0200d', id + 1)")
+                ).rows == [(4000,)]
+        await close(client, db)
+
+    run(main())

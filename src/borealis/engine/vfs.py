@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import apsw
 
+from borealis import delta as page_delta
 from borealis.engine.pagecache import PageCache
 from borealis.types import LSN, PageNo
 from borealis.volume.writer import PageWrite
@@ -369,10 +370,13 @@ class VolumeFile:
         writes: list[PageWrite] = []
         for page in pages:
             base = state.cache.newest(page)
+            new = self.dirty[page]
+            # The delta is made here, on the session's thread, not on the event loop.
             writes.append(PageWrite(
-                PageNo(page), self.dirty[page],
+                PageNo(page), new,
                 base=None if base is None else base[1],
                 base_version=None if base is None else LSN(base[0]),
+                delta=None if base is None else page_delta.encode(base[1], new),
             ))
         if not writes:
             self._discard()

@@ -45,6 +45,10 @@ class PageWrite:
     """The version ``base`` is, when the caller knows it: the writer then sends a delta
     only if that is the version it last wrote or read of the page (otherwise an image), so
     a delta is never made against other bytes than the ones storage will apply it to."""
+    delta: bytes | None = None
+    """``delta.encode(base, new)``, when the caller made it: a database instance makes it
+    on the committing session's thread, so that a commit of thousands of pages does not
+    hold the event loop (and every other session) for the encoding (~20 us a page)."""
 
 
 class WriterCore:
@@ -186,7 +190,7 @@ class WriterCore:
             if w.base is not None and base_version and (
                 w.base_version is None or w.base_version == base_version
             ):
-                payload = delta.encode(w.base, w.new)
+                payload = w.delta if w.delta is not None else delta.encode(w.base, w.new)
                 if payload[0] != _IMAGE_TAG:
                     kind = RecordKind.DELTA
             else:
