@@ -17,6 +17,7 @@ import pytest
 from storage_harness import Load, Model, Probe, eventually, log_problems, make_spec, node_named
 from storage_harness import run as run_bounded
 
+from borealis.cli.storage_node import CHECKPOINT_MIB_ENV
 from borealis.control.processes import NodeProcess
 from borealis.storage.crashmodel import CRASH_MODEL_ENV, LOSE_UNSYNCED, lose_unsynced
 from borealis.types import LSN
@@ -27,8 +28,10 @@ CONVERGE_TIMEOUT_S = 30.0
 
 @pytest.fixture(autouse=True)
 def crash_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Before ``storage_nodes`` starts them: the nodes inherit the environment."""
+    """Before ``storage_nodes`` starts them: the nodes inherit the environment. Checkpoints
+    every 0.2 MiB of redo, so that the power losses meet logs that were trimmed."""
     monkeypatch.setenv(CRASH_MODEL_ENV, LOSE_UNSYNCED)
+    monkeypatch.setenv(CHECKPOINT_MIB_ENV, "0.2")
 
 
 async def open_writer(nodes: list[NodeProcess], tmp_path: Path) -> VolumeClient:
@@ -39,6 +42,10 @@ async def open_writer(nodes: list[NodeProcess], tmp_path: Path) -> VolumeClient:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _checkpointed(probe: Probe, node: NodeProcess) -> bool:
+    return bool((await probe.status(node))["redo"]["first_seq"] > 1)
 
 
 def power_loss(node: NodeProcess, seed: int) -> dict[str, Any]:
@@ -63,6 +70,8 @@ def test_a_node_rolled_back_to_its_syncs_still_holds_what_it_acknowledged(
             await eventually(lambda: _true(load.acked >= 300), timeout_s=20,
                              what="300 commits before the power loss")
             segments = probe.segments_on(victim)
+            await eventually(lambda: _checkpointed(probe, victim), timeout_s=20,
+                             what="a trimmed log on the victim")
             report = await asyncio.to_thread(power_loss, victim, 7)
             acked = {s: client.core.tracker.acked[s] for s in segments}
             assert min(acked.values()) > 0

@@ -215,3 +215,42 @@ def test_an_aborted_membership_change_leaves_the_old_set_alone() -> None:
     assert not writer.on_ack(new_id, writer.allocated, Epoch(1))  # counts for nothing
     writer.change_membership(pg, new)  # may be tried again
     assert writer.in_membership_change(pg)
+
+
+def test_a_truncation_no_later_recovery_knew_is_superseded_everywhere() -> None:
+    """A recovery that died after its truncation reached one segment of each PG: the next
+    recovery, sealed without those, never knew it and honours only what it knew; the one
+    after that knows both, keeps the newer's view, and the stale segments drop the old
+    truncation (sim scenario 'unknown-truncation')."""
+    from borealis.storage.messages import Truncation
+    from borealis.types import LSN
+
+    segs = segments()
+    rec1 = recover(segs, 1)
+    assert rec1.result is not None
+    t1 = rec1.result.truncation
+    assert t1.honoured == ()
+    lonely = {sid for sid in segs if sid.endswith("s0")}
+    t2 = Truncation(Epoch(2), LSN(t1.end + 5), LSN(t1.end + 1005), (t1.plain(),))
+    for sid in lonely:
+        segs[sid].on_seal(Seal(sid, Epoch(2), "w2"))
+        segs[sid].on_write(WriteBatch(sid, Epoch(2), "w2", LSN(0), LSN(0), (), t2))
+        assert segs[sid].truncations == [t1, t2]
+
+    rec3 = recover(segs, 3, down=lonely)
+    assert rec3.result is not None
+    t3 = rec3.result.truncation
+    assert t3.honoured == (t1,)  # t2 never reached a sealed segment
+
+    rec4 = recover(segs, 4)
+    assert rec4.phase == Phase.DONE and rec4.result is not None
+    t4 = rec4.result.truncation
+    assert t4.honoured == (t1, t3)
+    # Done at a write quorum of every PG; the stale segments were sealed (first in line)
+    # and adopted t3, which superseded t2 there.
+    reached = {sid for sid, seg in segs.items() if seg.truncations[-1:] == [t4]}
+    assert lonely <= reached and len(reached) >= 4 * len(LAYOUTS)
+    for sid in reached:
+        assert segs[sid].truncations == [t1, t3, t4], sid
+        assert segs[sid].truncations[-1].honoured == (t1, t3)
+        assert segs[sid].truncation_superseded(t2) and not segs[sid].truncation_superseded(t1)

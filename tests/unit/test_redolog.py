@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from borealis.errors import CorruptionError, StorageError
+from borealis.storage import redolog as redolog_module
 from borealis.storage.redolog import (
     HEADER_BYTES,
     FileRedoLog,
@@ -166,16 +167,55 @@ def test_chunk_rotation_and_drop_chunks_before(tmp_path: Path) -> None:
     assert list(redo.replay()) == list(enumerate(entries_in, start=1))
 
     assert redo.drop_chunks_before(4) == 2  # [1, 2] only: chunk [3, 4] holds seq 4
+    assert [seq for seq, _ in redo.replay()] == list(range(4, 11))  # exactly from 4
     assert redo.drop_chunks_before(4) == 0
     assert redo.drop_chunks_before(7) == 4  # [3, 4] and [5, 6]
     assert [path.name for path in redo.chunk_paths] == [chunk_name(7), chunk_name(9)]
-    assert redo.drop_chunks_before(1000) == 2  # never the open chunk
+    redo.close()
+    redo, entries = open_log(tmp_path, chunk_bytes_max=chunk_bytes_max)
+    assert [seq for seq, _ in entries] == [7, 8, 9, 10]
+
+    # Past every synced entry: the start is the next seq, and the open chunk stays.
+    assert redo.drop_chunks_before(1000) == 2
     assert [path.name for path in redo.chunk_paths] == [chunk_name(9)]
+    assert list(redo.replay()) == []
     redo.close()
 
     redo, entries = open_log(tmp_path, chunk_bytes_max=chunk_bytes_max)
-    assert entries == [(9, entries_in[8]), (10, entries_in[9])]
+    assert entries == []
     assert redo.append(b"next") == 11
+    redo.sync()
+    redo.close()
+    redo, entries = open_log(tmp_path, chunk_bytes_max=chunk_bytes_max)
+    assert entries == [(11, b"next")]
+
+
+def test_a_trim_interrupted_after_its_start_is_finished_by_recovery(tmp_path: Path) -> None:
+    entries_in = payloads(8, size=50)
+    chunk_bytes_max = 2 * (HEADER_BYTES + len(entries_in[0])) + 10
+    write_synced(tmp_path, entries_in, chunk_bytes_max=chunk_bytes_max)
+    chunks_before = sorted(p.name for p in tmp_path.glob("*.redo"))
+    # A crash right after START was written: no chunk deleted yet.
+    redolog_module._write_start(tmp_path, 6)
+    redo, entries = open_log(tmp_path, chunk_bytes_max=chunk_bytes_max)
+    assert [seq for seq, _ in entries] == [6, 7, 8]
+    assert sorted(p.name for p in tmp_path.glob("*.redo")) == chunks_before[2:]
+    assert redo.append(b"next") == 9
+
+
+def test_a_start_beyond_the_entries_is_corruption(tmp_path: Path) -> None:
+    write_synced(tmp_path, payloads(3, size=50))
+    redolog_module._write_start(tmp_path, 9)
+    with pytest.raises(CorruptionError, match="starts at seq 9"):
+        list(FileRedoLog(tmp_path).replay())
+
+
+def test_a_corrupt_start_file_is_corruption(tmp_path: Path) -> None:
+    write_synced(tmp_path, payloads(3, size=50))
+    redolog_module._write_start(tmp_path, 2)
+    flip(tmp_path / redolog_module.START_NAME, 0)
+    with pytest.raises(CorruptionError, match="START"):
+        list(FileRedoLog(tmp_path).replay())
 
 
 def test_corruption_in_an_older_chunk_raises_even_at_its_tail(tmp_path: Path) -> None:
@@ -195,13 +235,6 @@ def test_a_missing_chunk_raises(tmp_path: Path) -> None:
     (tmp_path / chunk_name(3)).unlink()
     with pytest.raises(CorruptionError, match="missing"):
         list(FileRedoLog(tmp_path, chunk_bytes_max=chunk_bytes_max).replay())
-
-
-def test_an_entry_larger_than_a_chunk_is_refused(tmp_path: Path) -> None:
-    redo, _ = open_log(tmp_path, chunk_bytes_max=100)
-    redo.append(b"x" * (100 - HEADER_BYTES))
-    with pytest.raises(AssertionError):
-        redo.append(b"x" * (101 - HEADER_BYTES))
 
 
 def test_sync_on_another_thread_while_appending(tmp_path: Path) -> None:
@@ -303,3 +336,17 @@ def test_both_logs_keep_the_protocol(tmp_path: Path, kind: str) -> None:
     assert [payload for _, payload in redo.replay()] == [f"p{i}".encode() for i in range(5)]
     assert redo.drop_chunks_before(1) == 0
     redo.close()
+
+
+def test_an_entry_larger_than_a_chunk_gets_a_chunk_of_its_own(tmp_path: Path) -> None:
+    chunk_bytes_max = 200
+    redo, _ = open_log(tmp_path, chunk_bytes_max=chunk_bytes_max)
+    big = b"x" * 1000
+    for payload in (b"a", big, b"b"):
+        redo.append(payload)
+    redo.sync()
+    assert [path.name for path in redo.chunk_paths] == [chunk_name(1), chunk_name(2),
+                                                       chunk_name(3)]
+    redo.close()
+    _, entries = open_log(tmp_path, chunk_bytes_max=chunk_bytes_max)
+    assert entries == [(1, b"a"), (2, big), (3, b"b")]

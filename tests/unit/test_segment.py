@@ -26,11 +26,18 @@ from borealis.errors import (
     ProtocolError,
     StaleEpochError,
 )
-from borealis.storage.messages import GetPage, GossipPush, Seal, Truncation, WriteBatch
+from borealis.storage.messages import (
+    GetPage,
+    GossipPush,
+    Seal,
+    SetMembership,
+    Truncation,
+    WriteBatch,
+)
 from borealis.storage.pagestore import MemoryPageStore
 from borealis.storage.record import FLAG_CPL, RecordKind, RedoRecord, encode_block
 from borealis.storage.segment import Entry, Segment, SendGossip
-from borealis.types import LSN, Epoch, PageNo, SegmentId
+from borealis.types import LSN, Epoch, MembershipEpoch, PageNo, SegmentId
 
 PEERS = tuple(SegmentId(f"v/pg0/s{slot}") for slot in range(6))
 PG_PAGES = 64
@@ -180,6 +187,12 @@ class Host:
     def meta_key(self) -> str:
         return f"{self.segment.key}/coalesced"
 
+    def checkpoint(self, *, trim: bool) -> None:
+        """Log a checkpoint; with ``trim``, drop every entry before it, as a node does once
+        the checkpoint is synced (without: a crash came before the trim)."""
+        entries = self.segment.checkpoint()
+        self.log = entries if trim else self.log + entries
+
     def replay(self) -> Segment:
         """A fresh segment over the same store, fed the log as it would come back from disk."""
         fresh = make_segment(PEERS.index(self.segment.segment_id), self.store)
@@ -250,6 +263,19 @@ def assert_same_state(a: Segment, b: Segment, *, commit_points: bool = True) -> 
             ), read_point
         for page in PAGES:
             assert read(a, page, read_point) == read(b, page, read_point), (page, read_point)
+
+
+def assert_exactly_restored(restored: Segment, live: Segment) -> None:
+    """What a checkpoint must give back: every logged field, exactly."""
+    assert_same_state(restored, live)
+    assert restored.records == live.records
+    assert restored.record_lsns == live.record_lsns == sorted(live.records)
+    assert restored.page_lsns == live.page_lsns
+    assert restored.cpls == live.cpls
+    assert restored.records_floor == live.records_floor
+    assert restored.history_floor == live.history_floor
+    assert restored.membership_epoch == live.membership_epoch
+    assert restored.peers == live.peers
 
 
 # --- writes and the SCL ---------------------------------------------------------------------
@@ -698,6 +724,7 @@ def test_gossip_from_an_older_epoch_peer_never_brings_back_truncated_records() -
 OPERATIONS = [
     "both", "both", "both", "a_only", "b_only", "gossip", "gossip",
     "coalesce_a", "coalesce_a", "coalesce_b", "all_scl", "all_scl", "replace_b",
+    "checkpoint_a", "checkpoint_b", "checkpoint_a_untrimmed",
 ]
 
 
@@ -730,6 +757,14 @@ def test_replaying_the_log_reproduces_the_segment(seed: int, operations: list[st
             hint = writer.batch([], all_scl=LSN(min(a.segment.scl, b.segment.scl)))
             a.write(hint)
             b.write(hint)
+        elif operation == "checkpoint_a":
+            a.checkpoint(trim=True)
+            assert_exactly_restored(a.replay(), a.segment)
+        elif operation == "checkpoint_a_untrimmed":
+            a.checkpoint(trim=False)
+            assert_exactly_restored(a.replay(), a.segment)
+        elif operation == "checkpoint_b":
+            b.checkpoint(trim=True)
         elif operation == "replace_b" and a.segment.scl == writer.sent_through:
             # A new, empty replica in b's place (only while a holds everything: with two
             # replicas standing in for six, b may be the only one with some batch).
@@ -909,3 +944,153 @@ def test_a_corrupt_base_no_peer_can_show_is_replaced_by_a_rebuild_from_a_snapsho
     assert_reads_match(a.segment, writer, low=max(a.segment.coalesced,
                                                   a.segment.history_floor))
     assert_same_state(a.replay(), a.segment)
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def test_a_checkpoint_alone_restores_truncations_epochs_membership_and_held_records() -> None:
+    writer, host = WriterModel(41), Host()
+    for _ in range(6):
+        host.write(writer.random_batch())
+    host.write(writer.batch([], all_scl=LSN(host.segment.scl)))
+    host.coalesce_all()
+    floor = host.segment.records_floor
+    assert floor > 0
+    # Records above the floor: written after the all-SCL hint, not yet coalesced.
+    writer.auto_vdl = False
+    for _ in range(3):
+        host.write(writer.random_batch())
+    # A new writer recovers at the VDL, truncates above it, and writes on.
+    vdl = writer.vdl
+    replacement = SegmentId("v/pg0/s6")
+    host.log += host.segment.on_membership(SetMembership(
+        host.segment.segment_id, MembershipEpoch(3), (*PEERS[:5], replacement),
+    ))
+    truncation = Truncation(Epoch(2), LSN(vdl), LSN(writer.sent_through + 10))
+    new = WriterModel(41, epoch=2, name="w2")
+    new.history = writer.history
+    new.forget_above(vdl)
+    new.last_lsn = new.sent_through = truncation.end
+    new.vdl = vdl
+    host.write(new.batch([1, 2], truncation=truncation))
+    assert host.segment.truncations == [truncation]
+    retained = len(host.segment.records)
+    assert retained > 0
+    host.checkpoint(trim=True)
+    assert [entry[0] for entry in host.log] == ["ckpt", "held"]
+    restored = host.replay()
+    assert_exactly_restored(restored, host.segment)
+    assert restored.epoch == 2 and restored.sealed_by == "w2"
+    assert restored.membership_epoch == 3 and restored.peers[-1] == replacement
+    assert len(restored.records) == retained
+    assert_reads_match(restored, new)
+
+
+def test_checkpoint_records_are_split_into_entries_of_bounded_size(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import borealis.storage.segment as segment_module
+
+    monkeypatch.setattr(segment_module, "CHECKPOINT_RECORDS_PER_ENTRY", 3)
+    writer, host = WriterModel(5), Host()
+    writer.auto_vdl = False
+    for _ in range(4):
+        host.write(writer.batch([0, 1, 2]))
+    entries = host.segment.checkpoint()
+    assert [entry[0] for entry in entries] == ["ckpt"] + ["held"] * 4
+    host.log = entries
+    assert_exactly_restored(host.replay(), host.segment)
+
+
+def test_a_malformed_checkpoint_is_corruption() -> None:
+    with pytest.raises(CorruptionError, match="malformed checkpoint"):
+        make_segment().apply_entry(("ckpt", {"epoch": 1}))
+
+
+# --- superseded truncations ---------------------------------------------------------------
+
+
+def test_a_truncation_its_successor_never_knew_is_superseded_and_its_range_refetched() -> None:
+    """A recovery truncated above the VDL it saw on ``a`` only and died; the next recovery
+    never knew it, found the later batches (on b) and declared them committed. When ``a``
+    learns the newer truncation it drops the old one and gossip brings the records back."""
+    writer, a, b = WriterModel(21), Host(0), Host(1)
+    for pages in ([0, 1], [2], [0]):
+        batch = writer.batch(pages)
+        a.write(batch)
+        b.write(batch)
+    vdl2 = writer.sent_through
+    writer.auto_vdl = False
+    late = [writer.batch([0, 3]), writer.batch([1, 2])]
+    for batch in late:
+        a.write(batch)
+        b.write(batch)
+    late_lsns = [r.lsn for batch in late for r in batch.records]
+    lal = 50
+
+    second = WriterModel(22, epoch=2, name="w2")
+    second.last_lsn = second.sent_through = second.vdl = vdl2
+    t2 = Truncation(Epoch(2), LSN(vdl2), LSN(vdl2 + lal), ())
+    a.log += a.segment.on_seal(Seal(PEERS[0], Epoch(2), "w2"))[0]
+    a.write(second.batch([], truncation=t2))
+    assert all(lsn not in a.segment.records for lsn in late_lsns)
+
+    vdl3 = writer.sent_through
+    third = WriterModel(23, epoch=3, name="w3")
+    third.history = {page: list(h) for page, h in writer.history.items()}
+    third.last_lsn = third.sent_through = vdl3 + lal
+    third.vdl = vdl3
+    t3 = Truncation(Epoch(3), LSN(vdl3), LSN(vdl3 + lal), ())
+    batch = third.batch([4], truncation=t3)
+    a.write(batch)
+    b.write(batch)
+    assert a.segment.truncations == [t3]
+    assert a.segment.truncation_superseded(t2)
+    assert a.segment.scl == vdl2  # t2's range is a hole again
+    assert_same_state(a.replay(), a.segment)
+
+    # A peer that still holds t2 (it missed t3) changes nothing: its truncation is
+    # ignored, and its coverage is trusted only below t2.
+    stale_push = GossipPush(PEERS[0], PEERS[2], Epoch(2), "w2", (t2,), LSN(vdl2),
+                            LSN(vdl2 + lal), ())
+    entries, _ = a.segment.on_gossip_push(stale_push)
+    assert entries == []
+    assert a.segment.scl == vdl2
+
+    gossip([a, b])
+    assert all(lsn in a.segment.records for lsn in late_lsns)
+    assert a.segment.scl == b.segment.scl == third.sent_through
+    assert_reads_match(a.segment, third, low=vdl3)
+    assert_same_state(a.replay(), a.segment)
+
+
+def test_a_truncation_the_successor_honoured_stays_in_force() -> None:
+    writer, a = WriterModel(24), Host(0)
+    a.write(writer.batch([0, 1]))
+    t2 = Truncation(Epoch(2), LSN(writer.sent_through), LSN(writer.sent_through + 50), ())
+    a.log += a.segment.on_seal(Seal(PEERS[0], Epoch(2), "w2"))[0]
+    second = WriterModel(25, epoch=2, name="w2")
+    second.last_lsn = second.sent_through = second.vdl = writer.sent_through
+    a.write(second.batch([], truncation=t2))
+    t3 = Truncation(Epoch(3), LSN(t2.end), LSN(t2.end + 50), (t2,))
+    third = WriterModel(26, epoch=3, name="w3")
+    third.last_lsn = third.sent_through = third.vdl = t3.end
+    a.write(third.batch([], truncation=t3))
+    assert a.segment.truncations == [t2, t3]
+    assert a.segment.truncations[-1].honoured == (t2,)
+    assert not a.segment.truncation_superseded(t2)
+    assert a.segment.scl == t3.end
+    assert_exactly_restored(a.replay(), a.segment)
+
+
+def test_truncations_from_before_honoured_lists_all_stay_in_force() -> None:
+    """A log written before truncations said what they honour: every one stays in force,
+    as recoveries then adopted every truncation they knew."""
+    segment = make_segment()
+    t1 = Truncation.from_wire([1, 0, 100])
+    t2 = Truncation.from_wire([2, 120, 220])
+    assert t1.honoured is None and not t2.supersedes(t1)
+    segment.apply_entry(("trunc", t2.to_wire()))
+    segment.apply_entry(("trunc", t1.to_wire()))
+    assert segment.truncations == [t1, t2]
+    assert segment.coverage.intervals() == [(0, 100), (120, 220)]

@@ -128,3 +128,23 @@ def test_parse_request_refuses(message: Any, reason: str) -> None:
 def test_parse_reply_refuses(message: Any, reason: str) -> None:
     with pytest.raises(ProtocolError, match=reason):
         messages.parse_reply(message)
+
+
+def test_a_truncation_carries_what_it_honoured_and_older_ones_read_as_before() -> None:
+    from borealis.errors import ProtocolError
+    from borealis.storage.messages import Truncation
+    from borealis.types import LSN, Epoch
+
+    old = Truncation(Epoch(1), LSN(0), LSN(100), ())
+    new = Truncation(Epoch(3), LSN(150), LSN(250), (old,))
+    assert Truncation.from_wire(new.to_wire()).honoured == (old,)
+    assert new.to_wire() == [3, 150, 250, [[1, 0, 100, []]]]
+    assert Truncation.from_wire([2, 5, 9]).honoured is None  # written before honoured lists
+    assert new == Truncation(Epoch(3), LSN(150), LSN(250))  # named by epoch and range
+    assert new.supersedes(Truncation(Epoch(2), LSN(110), LSN(210)))
+    assert not new.supersedes(old)
+    for bad in ([3, 150, 250, [[4, 0, 100, []]]],      # honours a newer one
+                [3, 150, 250, [[1, 0, 100, [[0, 1, 2, []]]]]],  # nested
+                [3, 150, 250, "x"]):
+        with pytest.raises(ProtocolError):
+            Truncation.from_wire(bad)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from borealis.chaos.nemesis_base import Nemesis, NemesisContext, NemesisError
+from borealis.cli.storage_node import CHECKPOINT_MIB_ENV
 from borealis.storage.crashmodel import CRASH_MODEL_ENV, LOSE_UNSYNCED, lose_unsynced
 from borealis.types import COPIES, WRITE_QUORUM
 
@@ -51,14 +52,18 @@ GAP_S = (1.0, 3.0)
 STEP_S_MIN = 4.0
 """A crash starts only if the window leaves at least this long."""
 POLL_S = 0.5
+CHECKPOINT_MIB = "1"
+"""Redo MiB between a node's checkpoints in these runs (64 by default): a few a minute."""
 
 assert NODES_PER_PG_DOWN_MAX == 2
 
 
 class LoseUnsynced(Nemesis):
     name = "lose-unsynced"
-    cluster_env: ClassVar[Mapping[str, str]] = {CRASH_MODEL_ENV: LOSE_UNSYNCED}
-    """The environment ``borealis up`` (and so every storage node) must run with."""
+    cluster_env: ClassVar[Mapping[str, str]] = {CRASH_MODEL_ENV: LOSE_UNSYNCED,
+                                                CHECKPOINT_MIB_ENV: CHECKPOINT_MIB}
+    """The environment ``borealis up`` (and so every storage node) must run with: the
+    crash model, and checkpoints often enough that the power losses meet trimmed logs."""
 
     def __init__(self) -> None:
         self.down: list[str] = []   # killed, not yet started again

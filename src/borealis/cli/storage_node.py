@@ -13,6 +13,9 @@ from pathlib import Path
 
 from borealis.errors import ConfigError
 
+CHECKPOINT_MIB_ENV = "BOREALIS_CHECKPOINT_MIB"
+"""A default for ``--checkpoint-mib`` that reaches nodes a control plane starts (tests)."""
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("storage-node", help="run one storage node (foreground)")
@@ -25,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--ready-file", type=Path,
                    help="write {\"address\": \"host:port\", \"pid\": ..., "
                    "\"metrics_address\"} here once serving")
+    p.add_argument("--checkpoint-mib", type=float, default=None,
+                   help="MiB of redo logged between checkpoints, which trim the log "
+                   f"(default: ${CHECKPOINT_MIB_ENV}, else 64)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(fn=run)
 
@@ -63,7 +69,7 @@ async def until_signalled() -> None:
 def run(args: argparse.Namespace) -> int:
     from borealis.metrics import Metrics, serve_metrics
     from borealis.storage.crashmodel import crash_model_from_env, open_node_files
-    from borealis.storage.node import StorageNode
+    from borealis.storage.node import CHECKPOINT_BYTES_DEFAULT, StorageNode, redo_chunk_bytes
     from borealis.transport.rpc import run as run_loop
 
     setup_logging(args.log_level)
@@ -72,13 +78,28 @@ def run(args: argparse.Namespace) -> int:
     node_id = args.node_id or args.data_dir.name
     # A test mode (the chaos suite's lose-unsynced nemesis): BOREALIS_CRASH_MODEL.
     crash_model = crash_model_from_env(os.environ)
+    checkpoint_bytes = CHECKPOINT_BYTES_DEFAULT
+    checkpoint_mib = args.checkpoint_mib
+    if checkpoint_mib is None and os.environ.get(CHECKPOINT_MIB_ENV):
+        try:
+            checkpoint_mib = float(os.environ[CHECKPOINT_MIB_ENV])
+        except ValueError as exc:
+            raise ConfigError(f"{CHECKPOINT_MIB_ENV}: not a number: "
+                              f"{os.environ[CHECKPOINT_MIB_ENV]!r}") from exc
+    if checkpoint_mib is not None:
+        if not checkpoint_mib > 0:
+            raise ConfigError(f"--checkpoint-mib must be positive, got {checkpoint_mib}")
+        checkpoint_bytes = max(1, int(checkpoint_mib * 2**20))
 
     async def main() -> None:
         if crash_model is None:
-            node = StorageNode(node_id, args.az, args.data_dir)
+            node = StorageNode(node_id, args.az, args.data_dir,
+                               checkpoint_bytes=checkpoint_bytes)
         else:
-            redo_log, store = open_node_files(args.data_dir)
-            node = StorageNode(node_id, args.az, args.data_dir, redo_log=redo_log, store=store)
+            redo_log, store = open_node_files(
+                args.data_dir, chunk_bytes_max=redo_chunk_bytes(checkpoint_bytes))
+            node = StorageNode(node_id, args.az, args.data_dir, redo_log=redo_log, store=store,
+                               checkpoint_bytes=checkpoint_bytes)
         bound_host, bound_port = await node.start(host, port)
         ready: dict[str, object] = {"address": f"{bound_host}:{bound_port}",
                                     "node": node_id, "az": args.az}

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = 0
     commits = 0
     reads = 0
+    checkpoints = 0
+    trimmed_restarts = 0
     for seed in range(args.seed_start, args.seed_start + args.seeds):
         scenario = scenarios[(seed - args.seed_start) % len(scenarios)]
         result = run_seed(seed, scenario, duration_s=args.duration)
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         steps += result.steps
         commits += result.commits_acked
         reads += result.reads_checked
+        checkpoints += result.checkpoints
+        trimmed_restarts += result.trimmed_restarts
         if not result.ok:
             failures += 1
             print(f"FAIL seed={seed} scenario={scenario}: {result.message}", flush=True)
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": runs, "violations": failures, "simulated_s": round(virtual_s, 3),
         "steps": steps, "commits_acked": commits, "reads_checked": reads,
         "wall_s": round(wall, 2), "events_per_s": round(steps / wall) if wall else 0,
+        "checkpoints": checkpoints, "trimmed_restarts": trimmed_restarts,
     }
     print(json.dumps(summary))
     return 1 if failures else 0

@@ -23,6 +23,8 @@ class SeedResult:
     commits_acked: int
     reads_checked: int
     wall_s: float
+    checkpoints: int = 0
+    trimmed_restarts: int = 0
 
 
 def run_seed(seed: int, scenario: str, *, duration_s: float = 0.4) -> SeedResult:
@@ -71,7 +73,8 @@ def run_seed(seed: int, scenario: str, *, duration_s: float = 0.4) -> SeedResult
     return SeedResult(
         seed, scenario, ok, message, world.now, world.stats["steps"],
         world.stats["commits_acked"], world.stats["reads_checked"],
-        time.perf_counter() - started,
+        time.perf_counter() - started, world.stats["checkpoints"],
+        world.stats["trimmed_restarts"],
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from borealis.sim.world import AZS, SimConfig, World
 from borealis.types import LSN, WRITE_QUORUM
+from borealis.volume.recovery import Phase
 
 Scenario = Callable[[World, float], None]
 
@@ -178,6 +179,69 @@ def repair_during_writes(world: World, duration: float) -> None:
     _later(world, duration * 0.9, finish)
 
 
+def unknown_truncation(world: World, duration: float) -> None:
+    """A recovery dies once its truncation reached two segments of each PG; the next
+    recovery seals the other four, never hears of it, and may declare committed records
+    that truncation voids (the known hole: architecture.md, "Known limits").
+
+    Nodes in three pairs, by seed: the old writer's last batches reach pair B only; the
+    second writer seals A + C, and is cut from C before its repair (which carries its
+    truncation) goes out, so only A gets it, and A is cut from the other nodes (gossip
+    would spread it); the third seals B + C. Once it has recovered, everything heals: A
+    hears of the third writer, which reads from it too, and gossip may spread A's
+    truncation, before the writer has overwritten the pages it voids."""
+    a, b, c = (lambda n: (n[:2], n[2:4], n[4:]))(world.rng.sample(sorted(world.nodes), 6))
+    phases: dict[str, bool] = {}
+
+    def starve_old_writer() -> None:
+        w = world.writer
+        if w is None or w.core is None:
+            return
+        for node in a + c:
+            world.partition(w.name, node)
+
+    def second_writer() -> None:
+        w = world.writer
+        if w is None:
+            return
+        world.crash_writer(w)
+        second = world.start_writer()
+        for node in b:
+            world.partition(second.name, node)
+
+        def watch() -> None:
+            rec = second.recovery
+            if not phases.get("cut") and rec is not None and rec.phase == Phase.CPL:
+                phases["cut"] = True
+                # One way: the commit-point queries already sent still get their answers.
+                for node in c:
+                    world.partition(second.name, node, one_way=True)
+                for node in a:
+                    for other in b + c:
+                        world.partition(node, other)
+
+        world.every(0.0001, watch, world.now + duration * 0.2)
+
+    def third_writer() -> None:
+        for w in list(world.writers):
+            if w.up:
+                world.crash_writer(w)
+        third = world.start_writer()
+        for node in a:
+            world.partition(third.name, node)
+
+        def watch() -> None:
+            if third.core is not None and not phases.get("healed"):
+                phases["healed"] = True
+                world.heal()  # the dead writers stay dead
+
+        world.every(0.0001, watch, world.now + duration * 0.2)
+
+    _later(world, duration * 0.2, starve_old_writer)
+    _later(world, duration * 0.25, second_writer)
+    _later(world, duration * 0.45, third_writer)
+
+
 def swizzle_clog(world: World, duration: float) -> None:
     """FoundationDB's swizzle-clog: clog nodes' links one by one, unclog in random order."""
     nodes = world.rng.sample(sorted(world.nodes), k=min(4, len(world.nodes)))
@@ -206,4 +270,5 @@ SCENARIOS: dict[str, tuple[Scenario, SimConfig]] = {
     "stale-writer": (stale_writer, SimConfig()),
     "repair-during-writes": (repair_during_writes, SimConfig(spare_nodes_per_az=1)),
     "swizzle-clog": (swizzle_clog, SimConfig(dup_p=0.01)),
+    "unknown-truncation": (unknown_truncation, SimConfig()),
 }

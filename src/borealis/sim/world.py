@@ -64,6 +64,8 @@ class SimConfig:
     flush_every_ms: float = 0.3
     resend_after_ms: float = 20.0
     tick_every_ms: float = 2.0
+    checkpoint_every_entries: int = 120
+    """Entries a node logs between checkpoints, which trim its log (0: never)."""
 
 
 @dataclass(order=True)
@@ -76,7 +78,8 @@ class _Event:
 
 class SimNode:
     """A storage node: a redo log of (segment, entry) items with a synced prefix, a page
-    store, and the segments it hosts."""
+    store, and the segments it hosts. Seqs count from 1 over the node's life: ``trimmed``
+    entries were dropped from the front by checkpoints, as ``StorageNode.checkpoint`` does."""
 
     def __init__(self, world: World, node_id: NodeId, az: str) -> None:
         self.world = world
@@ -84,7 +87,10 @@ class SimNode:
         self.az = az
         self.up = True
         self.log: list[tuple[SegmentId, tuple[Any, ...]]] = []
+        self.trimmed = 0  # entries dropped from the front: log[0] has seq trimmed + 1
         self.synced = 0
+        self.checkpointed_at = 0  # the seq after which the last checkpoint was logged
+        self.trim_pending: tuple[int, int] | None = None  # (first seq kept, seq to sync)
         self.sync_in_flight: tuple[int, dict[SegmentId, LSN]] | None = None
         self.held: list[tuple[int, str, Any, Any]] = []  # (seq needed, dst, reply, request id)
         self.store = MemoryPageStore()
@@ -99,16 +105,40 @@ class SimNode:
         self.segments[sid] = Segment(sid, self.store, first_page, pg_pages, peers)
         self.synced_scl[sid] = LSN(0)
 
+    @property
+    def last_seq(self) -> int:
+        return self.trimmed + len(self.log)
+
     def append(self, sid: SegmentId, entries: list[tuple[Any, ...]]) -> int:
         for entry in entries:
             self.log.append((sid, entry))
-        if len(self.log) > self.synced and self.sync_in_flight is None:
+        if self.last_seq > self.synced and self.sync_in_flight is None:
             self._start_sync()
-        return len(self.log)
+        return self.last_seq
+
+    def checkpoint(self) -> None:
+        """Log every segment's checkpoint; the log is trimmed once they are synced. The
+        page store is synced first (the simulated one keeps writes across a crash anyway,
+        as a killed process's page cache does; the order is the node's)."""
+        self.store.sync()
+        first = self.last_seq + 1
+        for sid, seg in self.segments.items():
+            self.append(sid, seg.checkpoint())
+        self.checkpointed_at = self.last_seq
+        self.trim_pending = (first, self.last_seq)
+        self.world.stats["checkpoints"] += 1
+
+    def _trim(self) -> None:
+        if self.trim_pending is None or self.synced < self.trim_pending[1]:
+            return
+        first, _ = self.trim_pending
+        del self.log[: first - 1 - self.trimmed]
+        self.trimmed = first - 1
+        self.trim_pending = None
 
     def _start_sync(self) -> None:
         snapshot = {sid: seg.scl for sid, seg in self.segments.items()}
-        self.sync_in_flight = (len(self.log), snapshot)
+        self.sync_in_flight = (self.last_seq, snapshot)
         self.world.schedule(self.world.rand_ms(self.world.config.fsync_ms), "sync", self.id)
 
     def on_sync(self) -> None:
@@ -126,7 +156,8 @@ class SimNode:
             else:
                 still.append((need, dst, reply, rid))
         self.held = still
-        if len(self.log) > self.synced:
+        self._trim()
+        if self.last_seq > self.synced:
             self._start_sync()
 
     def reply_after(self, seq: int, dst: str, reply: Any, rid: Any) -> None:
@@ -137,10 +168,12 @@ class SimNode:
 
     def crash(self, rng: random.Random) -> None:
         """Lose the unsynced tail, except a random prefix of it (a torn tail)."""
-        unsynced = len(self.log) - self.synced
+        unsynced = self.last_seq - self.synced
         keep = self.synced + (rng.randrange(unsynced + 1) if unsynced else 0)
-        del self.log[keep:]
+        del self.log[keep - self.trimmed :]
         self.synced = keep
+        self.trim_pending = None  # the trim never happened (a restart keeps its old start)
+        self.checkpointed_at = min(self.checkpointed_at, keep)
         self.up = False
         self.held = []
         self.sync_in_flight = None
@@ -148,6 +181,8 @@ class SimNode:
     def restart(self) -> None:
         """Rebuild every segment from the durable log and page store."""
         self.up = True
+        if self.trimmed:
+            self.world.stats["trimmed_restarts"] += 1
         for sid, (first_page, pg_pages, peers) in self.specs.items():
             seg = Segment(sid, self.store, first_page, pg_pages, peers)
             self.segments[sid] = seg
@@ -215,6 +250,9 @@ class SimNode:
                 self.store.put_versions(versions, meta={f"coalesced:{sid}": str(upto).encode()})
                 seg.coalesced_to(upto)
             seg.gc()
+        every = self.world.config.checkpoint_every_entries
+        if every and self.trim_pending is None and self.last_seq - self.checkpointed_at >= every:
+            self.checkpoint()
 
 
 class SimWriter:
@@ -362,6 +400,7 @@ class World:
         self.stats: dict[str, int] = {
             "messages": 0, "dropped": 0, "duplicated": 0, "commits_acked": 0,
             "reads_checked": 0, "gossip_lsns": 0, "steps": 0, "recoveries": 0,
+            "checkpoints": 0, "trimmed_restarts": 0,
         }
         # The model: every record appended, by page, and which commits were acknowledged.
         self.page_history: dict[int, list[tuple[LSN, bytes]]] = {}

@@ -54,6 +54,7 @@ from typing import Any
 from borealis.errors import ConfigError, StorageError
 from borealis.storage.pagestore import LmdbPageStore, Version
 from borealis.storage.redolog import (
+    CHUNK_BYTES_MAX_DEFAULT,
     HEADER_BYTES,
     MAGIC,
     REDO_DIR_NAME,
@@ -107,11 +108,13 @@ def model_dir(data_dir: Path) -> Path:
     return data_dir / MODEL_DIR_NAME
 
 
-def open_node_files(data_dir: Path) -> tuple[SyncRecordingRedoLog, CheckpointingPageStore]:
+def open_node_files(data_dir: Path, *, chunk_bytes_max: int = CHUNK_BYTES_MAX_DEFAULT
+                    ) -> tuple[SyncRecordingRedoLog, CheckpointingPageStore]:
     """The redo log and page store a ``StorageNode`` in ``data_dir`` would open, wrapped."""
     directory = model_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    redo = SyncRecordingRedoLog(FileRedoLog(data_dir / REDO_DIR_NAME), directory)
+    redo = SyncRecordingRedoLog(
+        FileRedoLog(data_dir / REDO_DIR_NAME, chunk_bytes_max=chunk_bytes_max), directory)
     store = CheckpointingPageStore(LmdbPageStore(data_dir / PAGES_DIR_NAME), directory)
     log.warning("crash model %s: redo syncs recorded and the page store checkpointed at "
                 "every sync, in %s (a test mode)", LOSE_UNSYNCED, directory)
@@ -223,6 +226,10 @@ class SyncRecordingRedoLog:
     @property
     def next_seq(self) -> int:
         return self.inner.next_seq
+
+    @property
+    def start_seq(self) -> int:
+        return self.inner.start_seq
 
     def append(self, payload: bytes) -> int:
         return self.inner.append(payload)

@@ -6,7 +6,7 @@ to plain msgpack-able lists; a malformed message raises ProtocolError at the bou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from borealis.errors import ProtocolError
@@ -24,29 +24,66 @@ class Truncation:
     Written by a recovering writer: ``start`` is the recovered VDL and ``end`` is above every
     LSN the fenced writer could have allocated (VDL + LAL), so the new writer's LSNs never
     collide with the old writer's.
+
+    ``honoured`` is every older truncation that recovery held in force (it adopted them
+    before its SCLs counted). An older truncation it did not know is *superseded*: it never
+    reached a write quorum of any PG (a recovery seals a write quorum of every PG, and two
+    write quorums meet), so the recovery that wrote it never finished and nothing rests on
+    it, while this recovery may have declared committed records it voids. So the newest
+    truncation a segment knows decides every truncation in force there: itself and what it
+    honoured (``in_force``). One recovery per epoch: a truncation is named by its epoch,
+    range included (equality and hashing ignore ``honoured``).
     """
 
     epoch: Epoch
     start: LSN
     end: LSN
+    honoured: tuple[Truncation, ...] | None = field(default=None, compare=False)
+    """None: written before truncations said what they honoured (three fields on the
+    wire); such a truncation honours every one known with it, as recoveries then did."""
 
     def __post_init__(self) -> None:
         if self.epoch <= 0:
             raise ProtocolError(f"truncation epoch must be positive, got {self.epoch}")
         if not 0 <= self.start < self.end:
             raise ProtocolError(f"truncation range ({self.start}, {self.end}] is empty")
+        for older in self.honoured or ():
+            if older.epoch >= self.epoch or older.honoured:
+                raise ProtocolError(f"truncation at epoch {self.epoch}: honours {older}, "
+                                    "which is not an older, plain truncation")
 
     def voids(self, record: RedoRecord) -> bool:
         return record.epoch < self.epoch and self.start < record.lsn <= self.end
 
-    def to_wire(self) -> list[int]:
-        return [self.epoch, self.start, self.end]
+    def in_force(self) -> tuple[Truncation, ...]:
+        """Every truncation in force where this is the newest known, oldest first (for one
+        without an ``honoured`` list: itself; whatever else is known stays in force)."""
+        return (*sorted(self.honoured or (), key=lambda t: t.epoch), self.plain())
+
+    def plain(self) -> Truncation:
+        """This truncation with an empty ``honoured`` list, as honoured lists hold them."""
+        return self if self.honoured == () else Truncation(self.epoch, self.start, self.end, ())
+
+    def supersedes(self, older: Truncation) -> bool:
+        """Whether ``older`` is no longer in force once this one is known."""
+        return (self.honoured is not None and older.epoch < self.epoch
+                and older not in self.honoured)
+
+    def to_wire(self) -> list[Any]:
+        if self.honoured is None:
+            return [self.epoch, self.start, self.end]
+        return [self.epoch, self.start, self.end, [t.to_wire() for t in self.honoured]]
 
     @classmethod
     def from_wire(cls, item: Any) -> Truncation:
         try:
-            epoch, start, end = item
-            return cls(Epoch(int(epoch)), LSN(int(start)), LSN(int(end)))
+            if len(item) == 4:
+                epoch, start, end, honoured = item
+                older: tuple[Truncation, ...] | None = tuple(cls.from_wire(t) for t in honoured)
+            else:
+                epoch, start, end = item
+                older = None
+            return cls(Epoch(int(epoch)), LSN(int(start)), LSN(int(end)), older)
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed truncation: {exc}") from exc
 

@@ -14,6 +14,12 @@ the page store (only synced records, only up to the writer's VDL), GC below the 
 read point, and scrubbing of retained records and stored page versions; a corrupt page
 version is fetched again from a peer.
 
+The log is trimmed by checkpoints (``checkpoint``): once ``checkpoint_bytes`` were logged
+since the last one, the node syncs its page store, logs every segment's state with the
+records it still retains (``Segment.checkpoint``), and once that is synced makes the
+checkpoint the log's first entry. So the log holds about ``checkpoint_bytes`` plus the
+retained records, and a restart replays that much, not the node's whole history.
+
 ``register_metrics`` exposes the node to Prometheus (``borealis_storage_*``). Counters are
 read at scrape time from ``NodeStats``, the segments' own statistics and the RPC server's;
 the one thing recorded as it happens is the group-commit fsync's latency.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -44,7 +51,7 @@ from borealis.storage import wire
 from borealis.storage.messages import GossipPull, GossipPush, WriteBatch
 from borealis.storage.pagestore import LmdbPageStore, PageStore
 from borealis.storage.record import encode_block
-from borealis.storage.redolog import FileRedoLog, RedoLog
+from borealis.storage.redolog import CHUNK_BYTES_MAX_DEFAULT, FileRedoLog, RedoLog
 from borealis.storage.segment import Entry, Segment, SendGossip
 from borealis.transport.pool import ConnectionPool
 from borealis.transport.rpc import RpcServer
@@ -58,6 +65,14 @@ SCRUB_EVERY_S = 1.0
 STORE_SYNC_EVERY_S = 1.0
 GC_EVERY_S = 1.0
 PAGE_SCRUB_PAGES_PER_PASS = 256
+CHECKPOINT_BYTES_DEFAULT = 64 * 2**20
+"""Redo bytes logged between checkpoints (the log's size, about, in steady state)."""
+
+
+def redo_chunk_bytes(checkpoint_bytes: int) -> int:
+    """Chunks of a quarter of the checkpoint interval (64 KiB to 64 MiB), so that a trim
+    frees most of what the checkpoint made useless: storage is freed in whole chunks."""
+    return min(CHUNK_BYTES_MAX_DEFAULT, max(64 * 2**10, checkpoint_bytes // 4))
 PAGE_SCRUB_PAGES_PER_PASS_BUSY = 16
 """Pages a node scrubs per pass (one a second, one segment a pass in turn) while idle and
 while writes arrive: a page scrub reads and CRC-checks every stored version of the page. At
@@ -111,17 +126,26 @@ class NodeStats:
     entries_logged: int = 0
     gossip_errors: int = 0
     pages_repaired: int = 0
+    bytes_logged: int = 0
+    """Bytes of entries appended since start, plus those replayed at start."""
+    checkpoints: int = 0
+    checkpoint_bytes_last: int = 0
+    checkpoint_s_last: float = 0.0
+    entries_trimmed: int = 0
     started_s: float = field(default_factory=time.monotonic)
 
 
 class StorageNode:
     def __init__(self, node_id: str, az: str, data_dir: Path, *,
-                 redo_log: RedoLog | None = None, store: PageStore | None = None) -> None:
+                 redo_log: RedoLog | None = None, store: PageStore | None = None,
+                 checkpoint_bytes: int = CHECKPOINT_BYTES_DEFAULT) -> None:
+        assert checkpoint_bytes > 0
         self.node_id = node_id
         self.az = az
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.log: RedoLog = redo_log or FileRedoLog(data_dir / "redo")
+        self.log: RedoLog = redo_log or FileRedoLog(
+            data_dir / "redo", chunk_bytes_max=redo_chunk_bytes(checkpoint_bytes))
         self.store: PageStore = store or LmdbPageStore(data_dir / "pages")
         self.hosted: dict[SegmentId, _Hosted] = {}
         self.stats = NodeStats()
@@ -136,6 +160,9 @@ class StorageNode:
         self._closing = False
         self._spawned: set[asyncio.Task[None]] = set()
         self._repairing: set[tuple[SegmentId, int, int]] = set()
+        self.checkpoint_bytes = checkpoint_bytes
+        self._checkpointed_at_bytes = 0
+        self._checkpointing = False
         self._replay()
 
     # --- start-up -------------------------------------------------------------------------
@@ -147,6 +174,7 @@ class StorageNode:
             sid, entry = msgpack.unpackb(payload, raw=False)
             self._apply_logged(SegmentId(sid), tuple(entry))
             count += 1
+            self.stats.bytes_logged += len(payload)
         for sid, hosted in self.hosted.items():
             hosted.segment.restarted(self.store.get_meta(_coalesced_key(sid)))
             hosted.synced_scl = hosted.segment.scl
@@ -155,7 +183,14 @@ class StorageNode:
 
     def _apply_logged(self, sid: SegmentId, entry: Entry) -> None:
         if entry[0] == "create":
-            self._host(wire.decode(wire.CreateSegment, entry[1]))
+            spec = wire.decode(wire.CreateSegment, entry[1])
+            hosted = self.hosted.get(spec.segment)
+            if hosted is None:
+                self._host(spec)
+            else:
+                # A checkpoint logs the segment's creation again, with the peer addresses
+                # it knows by then.
+                hosted.peer_addresses.update(dict(spec.peers))
             return
         hosted = self.hosted.get(sid)
         if hosted is None:
@@ -198,9 +233,13 @@ class StorageNode:
 
     def _log_entries(self, sid: SegmentId, entries: list[Entry]) -> int:
         seq = 0
+        logged = 0
         for entry in entries:
-            seq = self.log.append(msgpack.packb([sid, list(entry)], use_bin_type=True))
+            payload = msgpack.packb([sid, list(entry)], use_bin_type=True)
+            seq = self.log.append(payload)
+            logged += len(payload)
         self.stats.entries_logged += len(entries)
+        self.stats.bytes_logged += logged
         return seq
 
     def _reply_when_synced(self, reply: Any) -> Any:
@@ -386,6 +425,14 @@ class StorageNode:
                 for sid, h in sorted(self.hosted.items())
             },
             "pages_repaired": self.stats.pages_repaired,
+            "redo": {
+                "first_seq": self.log.start_seq, "next_seq": self.log.next_seq,
+                "bytes_logged": self.stats.bytes_logged,
+                "checkpoints": self.stats.checkpoints,
+                "entries_trimmed": self.stats.entries_trimmed,
+                "checkpoint_bytes_last": self.stats.checkpoint_bytes_last,
+                "checkpoint_s_last": round(self.stats.checkpoint_s_last, 4),
+            },
         }
 
     def register_metrics(self, metrics: Metrics) -> None:
@@ -491,6 +538,52 @@ class StorageNode:
             pause_s = max(TICK_S, spent_s * (1 / share - 1))
             if due("store_sync", STORE_SYNC_EVERY_S, now):
                 await loop.run_in_executor(None, self.store.sync)
+            if self.stats.bytes_logged - self._checkpointed_at_bytes >= self.checkpoint_bytes:
+                try:
+                    await self.checkpoint()
+                except BorealisError as exc:
+                    log.error("checkpoint failed node=%s: %s", self.node_id, exc)
+
+    async def checkpoint(self) -> int:
+        """Log every segment's state and make it the start of the log; return the entries
+        deleted from the log.
+
+        In order: the page store is synced, so that every record at or below a segment's
+        ``records_floor`` is durable in it; the checkpoint entries are appended in one go
+        on the loop (no other entry between them); once they are synced, the log starts
+        at the first of them. A crash anywhere before the last step leaves the old start,
+        and the checkpoint entries, replayed after what they replace, change nothing."""
+        if self._checkpointing:
+            return 0
+        self._checkpointing = True
+        try:
+            started = time.perf_counter()
+            self.store.sync()
+            first = self.log.next_seq
+            before = self.stats.bytes_logged
+            for sid, hosted in list(self.hosted.items()):
+                spec = dataclasses.replace(
+                    hosted.spec, peers=tuple(sorted(hosted.peer_addresses.items())))
+                self._log_entries(sid, [("create", wire.encode(spec)),
+                                        *hosted.segment.checkpoint()])
+            self._checkpointed_at_bytes = self.stats.bytes_logged
+            last = self.log.next_seq - 1
+            if last < first:
+                return 0
+            synced = self._after_sync(last, None)
+            if isinstance(synced, asyncio.Future):
+                await synced
+            dropped = self.log.drop_chunks_before(first)
+            self.stats.checkpoints += 1
+            self.stats.entries_trimmed += dropped
+            self.stats.checkpoint_bytes_last = self.stats.bytes_logged - before
+            self.stats.checkpoint_s_last = time.perf_counter() - started
+            log.info("checkpoint node=%s segments=%d bytes=%d entries_deleted=%d in %.3fs",
+                     self.node_id, len(self.hosted), self.stats.checkpoint_bytes_last,
+                     dropped, self.stats.checkpoint_s_last)
+            return dropped
+        finally:
+            self._checkpointing = False
 
     @staticmethod
     def _background_share(hosted_now: list[tuple[SegmentId, _Hosted]], *, busy: bool) -> float:

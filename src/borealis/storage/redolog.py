@@ -12,7 +12,7 @@ a worker thread while the loop keeps appending. A lock guards only the swap of t
 the write and the fsync run without it, so appends never wait for the disk.
 
 On disk: one directory (``DIR/redo/``) of numbered *chunks*, ``<first seq, 20 digits>.redo``,
-each at most ``chunk_bytes_max`` bytes. An entry is framed as::
+each at most ``chunk_bytes_max`` bytes (except a chunk that holds one larger entry alone). An entry is framed as::
 
     magic "BRL1" | crc32 (u32) | length (u32) | seq (u64) | payload (length bytes)
 
@@ -20,6 +20,14 @@ little-endian, where the CRC (``zlib.crc32``) covers length, seq and payload. A 
 fsynced before the next one is created, and the directory is fsynced when a chunk file is
 created or deleted, so after any crash the chunks on disk are a contiguous run of seqs and
 only the last chunk can end in a partial write.
+
+Trimming: ``drop_chunks_before(seq)`` makes ``seq`` the log's first entry. It first writes
+``DIR/redo/START`` (the seq and its CRC, to a temporary file that is fsynced and renamed into
+place, then the directory fsynced), then deletes every chunk all of whose entries are below
+it. Replay skips the entries below the start that share a chunk with later ones, and a
+recovery finishes a drop that a crash interrupted (chunks wholly below the start are deleted).
+So a log is trimmed exactly, though it is deleted in whole chunks, and a crash in the middle
+of a trim leaves either the old start or the new one, never entries from both.
 
 The recovery rule (``FileRedoLog.replay``, run once at open):
 
@@ -65,9 +73,11 @@ HEADER_BYTES = _HEADER.size
 
 CHUNK_BYTES_MAX_DEFAULT = 64 * 2**20
 ENTRY_BYTES_MAX = 2**32 - 1
-"""The length field is a u32; a chunk bounds an entry further (see ``FileRedoLog``)."""
+"""The length field is a u32. An entry larger than a chunk gets a chunk of its own."""
 
 REDO_DIR_NAME = "redo"
+START_NAME = "START"
+_START = struct.Struct("<QI")  # first seq kept, crc32 of it
 _CHUNK_NAME = re.compile(r"^(\d{20})\.redo$")
 
 assert HEADER_BYTES == 20
@@ -95,9 +105,12 @@ class RedoLog(Protocol):
       not durable until a ``sync`` that started after the ``append`` has returned.
     * ``synced_seq`` is the highest seq known durable (0: none). It never decreases while the
       log is open.
-    * ``replay`` yields ``(seq, payload)`` for every durable entry still kept, in seq order.
-    * ``drop_chunks_before(seq)`` forgets entries below ``seq``, in whole chunks: replay may
-      still yield some entries below ``seq``, never fewer than every entry at or above it.
+    * ``replay`` yields ``(seq, payload)`` for every durable entry at or above the log's
+      start, in seq order.
+    * ``drop_chunks_before(seq)`` moves the start up to ``seq``, or to the first entry not
+      yet durable if that is lower: replay never yields an entry below the start again,
+      even after a crash. Returns how many entries it deleted (the file log frees storage
+      in whole chunks).
     """
 
     @property
@@ -105,6 +118,11 @@ class RedoLog(Protocol):
 
     @property
     def next_seq(self) -> int: ...
+
+    @property
+    def start_seq(self) -> int:
+        """The first entry replay would yield (``next_seq`` if none is kept)."""
+        ...
 
     def append(self, payload: bytes) -> int: ...
 
@@ -132,6 +150,7 @@ class MemoryRedoLog:
         self._entries: list[tuple[int, bytes]] = []  # (seq, payload), seq ascending
         self._next_seq = 1
         self._synced_seq = 0
+        self._start_seq = 1
 
     @property
     def synced_seq(self) -> int:
@@ -140,6 +159,10 @@ class MemoryRedoLog:
     @property
     def next_seq(self) -> int:
         return self._next_seq
+
+    @property
+    def start_seq(self) -> int:
+        return self._start_seq
 
     def append(self, payload: bytes) -> int:
         assert len(payload) <= ENTRY_BYTES_MAX
@@ -160,9 +183,9 @@ class MemoryRedoLog:
             yield seq, payload
 
     def drop_chunks_before(self, seq: int) -> int:
-        # Only durable entries are ever dropped, like the file log, which never drops its
-        # open chunk.
+        # Only durable entries are ever dropped, as in the file log.
         limit = min(seq, self._synced_seq + 1)
+        self._start_seq = max(self._start_seq, limit)
         keep = [(s, p) for s, p in self._entries if s >= limit]
         dropped = len(self._entries) - len(keep)
         self._entries = keep
@@ -215,7 +238,7 @@ class FileRedoLog:
         assert chunk_bytes_max > HEADER_BYTES
         self.path = Path(path)
         self.chunk_bytes_max = chunk_bytes_max
-        self.entry_bytes_max = min(ENTRY_BYTES_MAX, chunk_bytes_max - HEADER_BYTES)
+        self.entry_bytes_max = ENTRY_BYTES_MAX
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -228,6 +251,7 @@ class FileRedoLog:
         # Serialises everything that touches files: sync, replay, drop, close.
         self._io_lock = threading.Lock()
         self._chunks: list[_Chunk] = []
+        self._start_seq = 1  # the first entry replay yields (``START``)
         self._fd: int | None = None  # open for append on self._chunks[-1]
         self._recovered = False
         self._recovering = False
@@ -299,7 +323,6 @@ class FileRedoLog:
         self._write_frames(frames)
         chunk.size_bytes += frames_bytes
         self._fsync_current()
-        assert chunk.size_bytes <= self.chunk_bytes_max
 
     def _write_frames(self, frames: list[bytes]) -> None:
         assert self._fd is not None
@@ -354,6 +377,8 @@ class FileRedoLog:
             raise StorageError(f"redo log {self.path}: cannot list: {exc}") from exc
         chunks: list[_Chunk] = []
         for name in names:
+            if name in (START_NAME, START_NAME + ".tmp"):
+                continue
             match = _CHUNK_NAME.match(name)
             if match is None:
                 log.warning("redo log ignores a stray file path=%s", self.path / name)
@@ -366,7 +391,17 @@ class FileRedoLog:
 
     def _recover(self) -> Iterator[tuple[int, bytes]]:
         chunks = self._list_chunks()
-        expected_seq = chunks[0].first_seq if chunks else 1
+        recorded_start = _read_start(self.path / START_NAME)
+        # A log never trimmed has no START: it starts at its first entry.
+        start = recorded_start or (chunks[0].first_seq if chunks else 1)
+        chunks = self._finish_drop(chunks, start)
+        if chunks and chunks[0].first_seq > start:
+            raise CorruptionError(
+                f"redo log {self.path}: the log starts at seq {start} but its first chunk "
+                f"at {chunks[0].first_seq} (a chunk is missing)"
+            )
+        self._start_seq = start
+        expected_seq = chunks[0].first_seq if chunks else start
         for index, chunk in enumerate(chunks):
             is_last = index == len(chunks) - 1
             if chunk.first_seq != expected_seq:
@@ -398,10 +433,16 @@ class FileRedoLog:
                     )
                 expected_seq += 1
                 offset = end
-                yield seq, payload
+                if seq >= start:
+                    yield seq, payload
             chunk.size_bytes = offset
             if not is_last and offset == 0:
                 raise CorruptionError(f"redo log {chunk.path}: an empty chunk that is not last")
+        if expected_seq < start:
+            raise CorruptionError(
+                f"redo log {self.path}: the log starts at seq {start} but its entries end "
+                f"at {expected_seq - 1} (synced entries are missing)"
+            )
         self._chunks = chunks
         self._next_seq = expected_seq
         self._synced_seq = expected_seq - 1
@@ -420,9 +461,27 @@ class FileRedoLog:
         log.info("redo log recovered path=%s chunks=%d next_seq=%d",
                  self.path, len(self._chunks), self._next_seq)
 
+    def _finish_drop(self, chunks: list[_Chunk], start: int) -> list[_Chunk]:
+        """Delete the chunks wholly below ``start``: a drop that a crash interrupted."""
+        stale = 0
+        while stale + 1 < len(chunks) and chunks[stale + 1].first_seq <= start:
+            stale += 1
+        if not stale:
+            return chunks
+        try:
+            for chunk in chunks[:stale]:
+                os.unlink(chunk.path)
+            _fsync_dir(self.path)
+        except OSError as exc:
+            raise StorageError(f"redo log {self.path}: cannot finish a trim: {exc}") from exc
+        log.info("redo log finished an interrupted trim path=%s chunks_deleted=%d",
+                 self.path, stale)
+        return chunks[stale:]
+
     def _replay_durable(self) -> Iterator[tuple[int, bytes]]:
         with self._io_lock:
             snapshot = [(chunk.path, chunk.size_bytes) for chunk in self._chunks]
+            start = self._start_seq
         for path, size_bytes in snapshot:
             data = _read_file(path)[:size_bytes]
             offset = 0
@@ -433,31 +492,57 @@ class FileRedoLog:
                         f"redo log {path}: corrupt entry at offset {offset} ({entry.reason})"
                     )
                 seq, payload, offset = entry
-                yield seq, payload
+                if seq >= start:
+                    yield seq, payload
 
     # -- trimming and closing -------------------------------------------------------------
 
     def drop_chunks_before(self, seq: int) -> int:
-        """Delete every chunk all of whose entries are below ``seq``; return entries dropped.
+        """Make ``seq`` the first entry of the log (at most the first one not yet synced) and
+        delete every chunk all of whose entries are below it; return the entries deleted.
 
-        The open (last) chunk is never dropped. Chunks go oldest first, with a directory fsync
-        after each unlink, so a crash leaves a suffix of the chunks, never a gap.
+        ``START`` is written first, so a crash at any point leaves a log that replays from
+        the old start or from the new one (module docstring). The open (last) chunk is never
+        deleted; chunks go oldest first, with one directory fsync after the unlinks.
         """
         dropped = 0
         with self._io_lock:
             assert self._recovered
             assert not self._closed
-            while len(self._chunks) >= 2 and self._chunks[1].first_seq <= seq:
-                chunk = self._chunks[0]
-                try:
+            seq = min(seq, self._synced_seq + 1)
+            if seq <= self._start_seq:
+                return 0
+            try:
+                _write_start(self.path, seq)
+            except OSError as exc:
+                raise StorageError(f"redo log {self.path}: cannot write its start: {exc}") \
+                    from exc
+            self._start_seq = seq
+            doomed = 0
+            while doomed + 1 < len(self._chunks) and self._chunks[doomed + 1].first_seq <= seq:
+                doomed += 1
+            if not doomed:
+                return 0
+            try:
+                for chunk in self._chunks[:doomed]:
                     os.unlink(chunk.path)
-                    _fsync_dir(self.path)
-                except OSError as exc:
-                    raise StorageError(f"redo log {chunk.path}: cannot drop: {exc}") from exc
-                self._chunks.pop(0)
-                dropped += self._chunks[0].first_seq - chunk.first_seq
-                log.debug("redo chunk dropped path=%s", chunk.path)
+                    log.debug("redo chunk dropped path=%s", chunk.path)
+                _fsync_dir(self.path)
+            except OSError as exc:
+                raise StorageError(f"redo log {self.path}: cannot drop a chunk: {exc}") from exc
+            dropped = self._chunks[doomed].first_seq - self._chunks[0].first_seq
+            del self._chunks[:doomed]
         return dropped
+
+    @property
+    def start_seq(self) -> int:
+        """The first entry replay yields."""
+        return self._start_seq
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes in the chunks on disk (entries below the start included)."""
+        return sum(chunk.size_bytes for chunk in self._chunks)
 
     def close(self) -> None:
         """Close the files. Entries appended since the last ``sync`` are lost, as in a crash."""
@@ -528,6 +613,37 @@ def _truncate(path: Path, size_bytes: int) -> None:
             os.close(fd)
     except OSError as exc:
         raise StorageError(f"redo log {path}: cannot truncate: {exc}") from exc
+
+
+def _read_start(path: Path) -> int | None:
+    """The seq ``START`` names, or None when there is none (a log never trimmed)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"redo log {path}: cannot read: {exc}") from exc
+    if len(data) != _START.size:
+        raise CorruptionError(f"redo log {path}: {len(data)} bytes, expected {_START.size}")
+    seq, crc = _START.unpack(data)
+    if zlib.crc32(data[:8]) != crc or seq < 1:
+        raise CorruptionError(f"redo log {path}: CRC mismatch or seq 0")
+    return int(seq)
+
+
+def _write_start(directory: Path, seq: int) -> None:
+    """Replace ``START`` atomically and durably: a temporary file, fsync, rename, dir fsync."""
+    packed = struct.pack("<Q", seq)
+    data = _START.pack(seq, zlib.crc32(packed))
+    temporary = directory / (START_NAME + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, directory / START_NAME)
+    _fsync_dir(directory)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -65,6 +65,9 @@ SCRUB_BATCH_MAX = 256
 GOSSIP_RECORDS_MAX = 4096
 """Records per gossip reply; the puller asks again for the rest."""
 
+CHECKPOINT_RECORDS_PER_ENTRY = 4096
+"""Retained records per ``held`` entry of a checkpoint (about 600 KiB at 150 bytes each)."""
+
 Entry = tuple[Any, ...]
 
 
@@ -170,15 +173,7 @@ class Segment:
             assert epoch >= self.epoch
             self.epoch, self.sealed_by = Epoch(epoch), writer
         elif kind == "trunc":
-            t = Truncation.from_wire(entry[1])
-            self.known_vdl = max(self.known_vdl, t.start)
-            if t not in self.truncations:
-                self.truncations.append(t)
-                self.truncations.sort(key=lambda x: x.epoch)
-                for lsn in [lsn for lsn in self.records if t.voids(self.records[lsn])]:
-                    self._drop_record(lsn, void=True)
-                # No valid record exists in the truncated range: it is covered by definition.
-                self.coverage.add(t.start, t.end)
+            self._apply_truncation(Truncation.from_wire(entry[1]))
         elif kind == "uncover":
             _, start, end = entry
             for lsn in [lsn for lsn in self.records if start < lsn <= end]:
@@ -189,6 +184,11 @@ class Segment:
             if mepoch >= self.membership_epoch:
                 self.membership_epoch = MembershipEpoch(mepoch)
                 self.peers = tuple(SegmentId(p) for p in peers)
+        elif kind == "ckpt":
+            self._restore(entry[1])
+        elif kind == "held":
+            for record in _logged_records(entry[1]):
+                self._add_record(record)
         elif kind == "rebase":
             # A snapshot from a peer was installed in the page store at ``base``: everything
             # known locally is replaced by it.
@@ -210,6 +210,131 @@ class Segment:
             self.history_floor = LSN(base)
         else:
             raise CorruptionError(f"segment {self.segment_id}: unknown log entry {kind!r}")
+
+    def _apply_truncation(self, t: Truncation) -> None:
+        """The ``trunc`` entry. The newest truncation known decides which are in force
+        (``Truncation.supersedes``): one older than it is in force only if it honoured it.
+
+        A newer truncation replaces every one it supersedes: their ranges are uncovered, so
+        that gossip fetches again the records they voided (the newer recovery may have
+        declared them committed; a peer outside the superseded truncation's few segments
+        holds them). Then every truncation it holds in force is applied."""
+        newest = self.truncations[-1] if self.truncations else None
+        if newest is not None and t == newest:
+            return
+        if newest is not None and t.epoch < newest.epoch:
+            if newest.honoured is not None or t in self.truncations:
+                # In force already (honoured), or superseded: nothing to do either way.
+                return
+            # The newest predates honoured lists: it honours what is known, as then.
+            newest = None
+            in_force: tuple[Truncation, ...] = (t,)
+        else:
+            in_force = t.in_force()
+        superseded = [old for old in self.truncations if t.supersedes(old)]
+        if superseded:
+            self.truncations = [old for old in self.truncations if old not in superseded]
+            for old in superseded:
+                if self.coalesced > old.start:
+                    # Never expected: records above a truncation's start are not
+                    # materialised before a writer's VDL passes it, and such a writer's
+                    # batches carry its own truncation, which is applied first.
+                    log.error("segment %s: superseded truncation %s starts below the "
+                              "coalesced point %d", self.segment_id, old, self.coalesced)
+                    self.want_rebuild(f"superseded truncation {old} below the coalesced point")
+                for lsn in [lsn for lsn in self.record_lsns if old.start < lsn <= old.end]:
+                    self._drop_record(lsn)
+                self.coverage.remove(old.start, old.end)
+            log.warning("segment %s: truncation %s supersedes %s: refetching their ranges",
+                        self.segment_id, t.to_wire()[:3], [old.to_wire()[:3] for old in superseded])
+        for u in in_force:
+            self.known_vdl = max(self.known_vdl, u.start)
+            if u not in self.truncations:
+                self.truncations.append(u)
+                for lsn in [lsn for lsn in self.records if u.voids(self.records[lsn])]:
+                    self._drop_record(lsn, void=True)
+        # The newest keeps its honoured list: it is what later entries are judged by.
+        if newest is None or t.epoch >= newest.epoch:
+            self.truncations = [u for u in self.truncations if u != t] + [t]
+        self.truncations.sort(key=lambda x: x.epoch)
+        # No valid record exists in a truncated range: it is covered by definition.
+        for u in self.truncations:
+            self.coverage.add(u.start, u.end)
+
+    def truncation_superseded(self, t: Truncation) -> bool:
+        """Whether ``t`` is out of force here: the newest truncation known supersedes it."""
+        return bool(self.truncations) and self.truncations[-1].supersedes(t)
+
+    def checkpoint(self) -> list[Entry]:
+        """Entries that rebuild this segment's durable state with no entry logged before
+        them: a ``ckpt`` entry with everything but the records, then ``held`` entries with
+        the records still retained. Every record at or below ``records_floor`` is in the page
+        store: the host syncs the store before it logs these, and once they are synced it
+        may drop every entry logged before them (``StorageNode.checkpoint``).
+
+        Replayed after the entries they replace (a crash before the host trimmed, or in the
+        middle of logging them), they change nothing: ``ckpt`` sets what those entries had
+        already set and keeps the records they added, and ``held`` adds no record twice.
+
+        A retained record whose CRC fails is not copied: its slot is uncovered first (as
+        scrubbing would), so that gossip fetches it again."""
+        for lsn in [lsn for lsn in self.record_lsns if not self.records[lsn].crc_ok()]:
+            if lsn in self.records:
+                self._found_corrupt_record(self.records[lsn])
+        state = {
+            "epoch": int(self.epoch),
+            "sealed_by": self.sealed_by,
+            "truncations": [t.to_wire() for t in self.truncations],
+            "coverage": [[start, end] for start, end in self.coverage.intervals()],
+            "membership_epoch": int(self.membership_epoch),
+            "peers": [str(peer) for peer in self.peers],
+            "cpls": list(self.cpls),
+            "records_floor": int(self.records_floor),
+            "history_floor": int(self.history_floor),
+        }
+        entries: list[Entry] = [("ckpt", state)]
+        lsns = self.record_lsns
+        for i in range(0, len(lsns), CHECKPOINT_RECORDS_PER_ENTRY):
+            block = encode_block([self.records[lsn] for lsn in
+                                  lsns[i : i + CHECKPOINT_RECORDS_PER_ENTRY]])
+            entries.append(("held", block))
+        return entries
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """The ``ckpt`` entry: take its state; keep the retained records above its floor."""
+        try:
+            truncations = sorted((Truncation.from_wire(t) for t in state["truncations"]),
+                                 key=lambda t: t.epoch)
+            coverage = Coverage()
+            for start, end in state["coverage"]:
+                coverage.add(int(start), int(end))
+            epoch, sealed_by = Epoch(int(state["epoch"])), str(state["sealed_by"])
+            membership_epoch = MembershipEpoch(int(state["membership_epoch"]))
+            peers = tuple(SegmentId(str(peer)) for peer in state["peers"])
+            cpls = sorted(int(lsn) for lsn in state["cpls"])
+            records_floor = LSN(int(state["records_floor"]))
+            history_floor = LSN(int(state["history_floor"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptionError(f"segment {self.segment_id}: malformed checkpoint: "
+                                  f"{exc!r}") from exc
+        self.epoch, self.sealed_by = epoch, sealed_by
+        self.truncations = truncations
+        self.known_vdl = LSN(max(self.known_vdl, *(t.start for t in truncations), 0))
+        self.coverage = coverage
+        self.membership_epoch, self.peers = membership_epoch, peers
+        self.cpls = cpls
+        self.history_floor = history_floor
+        self.records_floor = records_floor
+        self.coalesced = LSN(max(self.coalesced, records_floor))
+        # Entries before the checkpoint (when it was not trimmed yet) added these records
+        # and dropped the same ones the live segment had; below the floor they are stored.
+        k = bisect.bisect_right(self.record_lsns, records_floor)
+        for old in self.record_lsns[:k]:
+            self._forget_record(old)
+        del self.record_lsns[:k]
+        # Except a record found corrupt in memory: the checkpoint uncovered its slot.
+        for lsn in [lsn for lsn in self.record_lsns if not coverage.covers(lsn - 1, lsn)]:
+            self._drop_record(lsn)
 
     def restarted(self, coalesced_meta: bytes | None) -> None:
         """After the log was replayed: take the coalesced point the page store holds and
@@ -525,10 +650,16 @@ class Segment:
         log reproduces exactly the state the live segment reached."""
         entries: list[Entry] = []
         pages: list[tuple[int, int, bytes]] = []
+        covered_to = msg.covered_to
+        # A peer that still holds a truncation we know is superseded counts the range it
+        # voided as covered without the records there: trust its coverage only below it.
+        stale = [t.start for t in msg.truncations if self.truncation_superseded(t)]
+        if stale:
+            covered_to = min(covered_to, max(min(stale), msg.after))
         # A snapshot replaces everything held here: only when it covers at least as far as
         # this segment does (its SCL was acknowledged and must never go back).
-        if msg.snapshot is not None and (
-            self.scl < msg.covered_to or (self.rebuild_wanted and self.scl <= msg.covered_to)
+        if msg.snapshot is not None and not stale and (
+            self.scl < covered_to or (self.rebuild_wanted and self.scl <= covered_to)
         ):
             pages = list(msg.snapshot)
             entries.append(("rebase", msg.after, msg.snapshot_cpl))
@@ -536,11 +667,10 @@ class Segment:
             self.rebuild_wanted = ""
         known = set(self.truncations)
         for t in msg.truncations:
-            if t not in known:
+            if t not in known and not self.truncation_superseded(t):
                 entries.append(("trunc", t.to_wire()))
         if msg.epoch > self.epoch:
             entries.append(("epoch", msg.epoch, msg.sealed_by))
-        covered_to = msg.covered_to
         if msg.epoch < self.epoch:
             # The peer may not know a truncation we know: trust its coverage only below it.
             lowest = min(

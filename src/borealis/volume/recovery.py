@@ -7,8 +7,10 @@ the volume is consistent and make it durable before serving (Aurora SIGMOD 2017 
    the old writer, so from here on it cannot make anything durable. Their replies carry
    their SCLs (a write quorum contains a read quorum) and the truncations they know.
    **Adopt**: a truncation written by an earlier recovery, even one that never finished,
-   may already have voided records on some segments; every sealed segment applies every
-   truncation any of them knows before its SCL counts (sim seed 91 of 'random').
+   may already have voided records on some segments; every sealed segment takes the
+   newest truncation any of them knows, with every older one it honoured, before its SCL
+   counts (sim seed 91 of 'random'). An older truncation the newest does not honour is
+   superseded (``Truncation.supersedes``): a segment drops it and refetches its range.
 2. **Compute**: a PG is complete to the highest SCL among its sealed segments (that
    segment holds every record of the PG up to it); VCL is the lowest of those over all
    PGs; ask that segment of each PG for its highest commit point at or below VCL; VDL is
@@ -97,6 +99,9 @@ class Recovery:
         self.truncation: Truncation | None = None
         self.result: RecoveryResult | None = None
         self.known_truncations: set[Truncation] = set()
+        self.newest_truncation: Truncation | None = None
+        """The newest truncation a sealed segment knows: with the older ones it honoured,
+        the truncations in force for this recovery (those its own truncation honours)."""
 
     def start(self) -> list[Any]:
         return [Seal(s, self.epoch, self.writer_id) for s in self.segment_pg]
@@ -135,22 +140,39 @@ class Recovery:
         self.known_truncations = {
             t for p in self.pgs.values() for st in p.sealed.values() for t in st.truncations
         }
+        # Each segment lists its truncations in force, the newest last with what it
+        # honoured; the newest of all decides (Truncation.supersedes).
+        newest = [st.truncations[-1] for p in self.pgs.values() for st in p.sealed.values()
+                  if st.truncations]
+        self.newest_truncation = max(newest, key=lambda t: t.epoch, default=None)
         lacking = self._lacking()
         if lacking:
             self.phase = Phase.ADOPT
             return [m for segment in lacking for m in self._adopt(segment)]
         return self._compute()
 
+    def in_force(self) -> tuple[Truncation, ...]:
+        """The truncations this recovery holds in force (and its own will honour): the
+        newest and those it honours; every one known if the newest predates honoured
+        lists (as recoveries then did)."""
+        newest = self.newest_truncation
+        if newest is None:
+            return ()
+        if newest.honoured is None:
+            return tuple(sorted((t.plain() for t in self.known_truncations),
+                                key=lambda t: t.epoch))
+        return newest.in_force()
+
     def _missing(self, state: SegmentState) -> list[Truncation]:
-        """Known truncations the segment lacks, but for those a newer truncation it has
-        already contains (same range or wider, newer epoch: it voids all they would)."""
-        have = state.truncations
-        return sorted(
-            (t for t in self.known_truncations if t not in have and not any(
-                h.epoch >= t.epoch and h.start <= t.start and h.end >= t.end for h in have
-            )),
-            key=lambda t: t.epoch,
-        )
+        """What the segment must adopt: the newest truncation (which brings every one it
+        honours and drops every one it supersedes), unless it holds exactly those."""
+        newest = self.newest_truncation
+        in_force = self.in_force()
+        if newest is None or set(state.truncations) == set(in_force):
+            return []
+        if newest.honoured is None:
+            return [t for t in in_force if t not in state.truncations]
+        return [newest]
 
     def _lacking(self) -> list[SegmentId]:
         return [
@@ -190,7 +212,8 @@ class Recovery:
         if any(p.cpl is None for p in self.pgs.values()):
             return []
         self.vdl = LSN(max(p.cpl or 0 for p in self.pgs.values()))
-        self.truncation = Truncation(self.epoch, self.vdl, LSN(self.vdl + self.lal))
+        self.truncation = Truncation(self.epoch, self.vdl, LSN(self.vdl + self.lal),
+                                     self.in_force())
         self.phase = Phase.REPAIR
         out: list[Any] = []
         for pg, p in self.pgs.items():
