@@ -36,6 +36,7 @@ def test_a_toml_spec_is_read_and_checked() -> None:
     ({"clusters": {}}, "unknown section"),
     ({"storage": {"azs": ["a", "b"]}}, "3 distinct AZs"),
     ({"storage": {"nodes_per_az": 1}}, "at least 2"),
+    ({"storage": {"pg_mib": 10240}}, "at most 48 for now"),
     ({"instances": [{"id": "x", "az": "az9"}]}, "is not one of"),
     ({"instances": [{"id": "x", "az": "az1", "promotion_tier": 16}]}, "0-15"),
     ({"instances": [{"id": "x", "az": "az1"}, {"id": "x", "az": "az2"}]}, "unique"),

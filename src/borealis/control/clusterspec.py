@@ -9,7 +9,7 @@
     [storage]
     azs = ["az1", "az2", "az3"]
     nodes_per_az = 3               # each PG uses two nodes of every AZ; the third is a spare
-    pg_mib = 16                    # protection group size: the volume grows by PGs
+    pg_mib = 16                    # protection group size (at most 48): the volume grows by PGs
     volume_gib_max = 64
     repair_after_s = 10.0          # a storage node down this long is rebuilt on a spare
 
@@ -44,9 +44,12 @@ from typing import Any
 
 from borealis.control.netns import CONTROL_PLANE, NETWORK_MODES
 from borealis.errors import ConfigError
+from borealis.transport.frames import FRAME_BYTES_MAX_DEFAULT
 from borealis.types import AZ_COUNT
 
 INSTANCES_MAX = 16
+PG_MIB_MAX = 48
+"""A full PG's snapshot (its pages, and up to 65,536 records above them) fits one frame."""
 """One writer and up to 15 readers (Aurora's limit)."""
 PROMOTION_TIERS = range(16)
 
@@ -89,6 +92,12 @@ class ClusterSpec:
             raise ConfigError("storage.nodes_per_az must be at least 2 (two copies per AZ)")
         if self.pg_mib < 1 or self.volume_gib_max < 1:
             raise ConfigError("storage.pg_mib and storage.volume_gib_max must be positive")
+        if self.pg_mib > PG_MIB_MAX:
+            raise ConfigError(
+                f"storage.pg_mib = {self.pg_mib}: at most {PG_MIB_MAX} for now. A segment "
+                "is rebuilt from a peer's snapshot sent in one message, which a frame of "
+                f"{FRAME_BYTES_MAX_DEFAULT // 2**20} MiB bounds (docs/architecture.md, "
+                "Known limits); the volume still grows by adding PGs")
         if self.repair_after_s <= 0:
             raise ConfigError("storage.repair_after_s must be positive")
         if not 1 <= len(self.instances) <= INSTANCES_MAX:
