@@ -202,3 +202,32 @@ def test_an_int8_parameter_into_an_int4_column_is_range_checked(cluster: Cluster
         with pytest.raises(errors.NumericValueOutOfRange):
             conn.execute("SELECT i + 1 FROM pc_range")
         assert conn.execute("SELECT i::int8 + 1 FROM pc_range").fetchone() == (2**31,)
+
+
+def test_drop_cascade_runs_when_nothing_depends_and_names_what_does(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE dc_parent (id serial PRIMARY KEY)")
+        conn.execute("CREATE TABLE dc_child (id int PRIMARY KEY, "
+                     "parent int REFERENCES dc_parent (id))")
+        conn.execute("CREATE VIEW dc_view AS SELECT id FROM dc_child")
+        conn.execute("CREATE TABLE dc_alone (id serial PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO dc_alone (v) VALUES ('x')")
+        # What scripts write: IF EXISTS ... CASCADE, on something nothing depends on.
+        conn.execute("DROP TABLE IF EXISTS dc_missing CASCADE")
+        conn.execute("DROP TABLE dc_alone CASCADE")
+        with pytest.raises(errors.UndefinedTable):
+            conn.execute("SELECT * FROM dc_alone")
+        # The serial's sequence went with the table: a new one starts again at 1.
+        conn.execute("CREATE TABLE dc_alone (id serial PRIMARY KEY)")
+        assert conn.execute("INSERT INTO dc_alone DEFAULT VALUES RETURNING id").fetchone() == (1,)
+        # Dependents: PostgreSQL would drop them too; Borealis refuses and names them.
+        with pytest.raises(errors.FeatureNotSupported, match='foreign key of table "dc_child"'):
+            conn.execute("DROP TABLE dc_parent CASCADE")
+        with pytest.raises(errors.FeatureNotSupported, match='view "dc_view"'):
+            conn.execute("DROP TABLE dc_child CASCADE")
+        # Nothing changed; dropped together with their dependents, they go.
+        assert conn.execute("SELECT count(*) FROM dc_view").fetchone() == (0,)
+        conn.execute("DROP VIEW dc_view CASCADE")
+        conn.execute("DROP TABLE dc_child, dc_parent CASCADE")
+        with pytest.raises(errors.UndefinedTable):
+            conn.execute("SELECT * FROM dc_parent")

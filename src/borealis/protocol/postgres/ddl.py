@@ -298,18 +298,25 @@ class Ddl:
 
     def drop(self, tree: exp.Drop) -> Statement:
         kind = str(tree.args.get("kind") or "").upper()
-        if tree.args.get("cascade"):
-            raise unsupported("DROP ... CASCADE")
+        cascade = bool(tree.args.get("cascade"))
+        if cascade and kind not in ("TABLE", "VIEW"):
+            raise unsupported(f"DROP {kind} ... CASCADE")
         exists = " IF EXISTS" if tree.args.get("exists") else ""
         targets = list(tree.args.get("tables") or []) or [tree.this, *(tree.expressions or [])]
         names = [self.rw.table_name(t) if isinstance(t, exp.Table) else t.name.lower()
                  for t in targets if t is not None]
         if kind in ("TABLE", "VIEW", "INDEX"):
             sql = tuple(f"DROP {kind}{exists} {quote_identifier(n)}" for n in names)
+            cleanup = tuple(
+                "DELETE FROM _borealis_sequences WHERE owner_table = " + sql_literal(n)
+                for n in names) if kind == "TABLE" else ()
+            if cascade:
+                # Exact when nothing else depends on them (checked as it runs); PostgreSQL
+                # would drop the dependent views and foreign keys, which is refused.
+                return Statement(Kind.DDL, f"DROP {kind}", sql, read_only=False,
+                                 action=SequenceOp("drop_cascade", name=kind,
+                                                   args=(tuple(names), cleanup)))
             if kind == "TABLE":
-                cleanup = tuple(
-                    "DELETE FROM _borealis_sequences WHERE owner_table = " + sql_literal(n)
-                    for n in names)
                 return Statement(Kind.DDL, f"DROP {kind}", sql, read_only=False,
                                  action=SequenceOp("drop_owned", args=cleanup))
             return Statement(Kind.DDL, f"DROP {kind}", sql, read_only=False)

@@ -434,6 +434,9 @@ class QueryProtocol:
             if isinstance(action, SequenceOp) and action.op == "truncate":
                 tables = action.args[0]
                 await self.session.call(lambda c: pgschema.check_tables_exist(c, tables))
+            if isinstance(action, SequenceOp) and action.op == "drop_cascade":
+                kind, names = action.name, action.args[0]
+                await self.session.call(lambda c: pgschema.check_no_dependents(c, kind, names))
             for sql in statement.sqlite:
                 result = await self._sqlite(sql)
             if isinstance(action, SequenceOp):
@@ -488,6 +491,9 @@ class QueryProtocol:
                 await self.session.call(lambda c: pgschema.restart_owned_sequences(c, tables))
         elif op == "drop_owned":
             await self.session.call(lambda c: pgschema.drop_owned_sequences(c, args))
+        elif op == "drop_cascade":
+            cleanup = args[1]
+            await self.session.call(lambda c: pgschema.drop_owned_sequences(c, cleanup))
         # writes made through call() are durable with the COMMIT that follows them
 
     async def _result_types(self, statement: Statement, param_types: tuple[int, ...]

@@ -20,7 +20,7 @@ from sqlglot import exp
 from borealis.errors import SqlError
 from borealis.protocol.postgres import exprtypes, functions
 from borealis.protocol.postgres import types as pgtypes
-from borealis.protocol.postgres.ddl import SEQUENCES_TABLE_DDL
+from borealis.protocol.postgres.ddl import SEQUENCES_TABLE_DDL, quote_identifier
 from borealis.protocol.postgres.statement import OutputColumn, TranslationError
 
 TEXT = 25
@@ -282,6 +282,41 @@ def drop_owned_sequences(conn: apsw.Connection, statements: tuple[str, ...]) -> 
         return
     for sql in statements:
         conn.execute(sql)
+
+
+def check_no_dependents(conn: apsw.Connection, kind: str, names: tuple[str, ...]) -> None:
+    """``DROP TABLE|VIEW ... CASCADE`` runs only if nothing else depends on ``names``: no
+    foreign key of another table references them and no other view reads them (each view
+    is compiled with them dropped, in a savepoint rolled back at once). PostgreSQL would
+    drop those dependents too; that is refused (0A000), naming them."""
+    dropping = {name.lower() for name in names}
+    dependents: list[str] = []
+    if kind == "TABLE":
+        for table, target in conn.execute(
+                "SELECT m.name, f.\"table\" FROM sqlite_schema AS m, "
+                "pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table'"):
+            if str(target).lower() in dropping and str(table).lower() not in dropping:
+                dependents.append(f'foreign key of table "{table}"')
+    views = [str(row[0]) for row in conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'view'")
+        if str(row[0]).lower() not in dropping]
+    if views:
+        conn.execute("SAVEPOINT borealis_drop_cascade")
+        try:
+            for name in names:
+                conn.execute(f"DROP {kind} IF EXISTS {quote_identifier(name)}")
+            for view in views:
+                try:
+                    list(conn.execute(f"SELECT * FROM {quote_identifier(view)} LIMIT 0"))
+                except apsw.SQLError:
+                    dependents.append(f'view "{view}"')
+        finally:
+            conn.execute("ROLLBACK TO borealis_drop_cascade")
+            conn.execute("RELEASE borealis_drop_cascade")
+    if dependents:
+        raise SqlError(
+            f"DROP {kind} ... CASCADE is not supported when other objects depend on it "
+            f"({', '.join(sorted(set(dependents)))}): drop them first", "0A000")
 
 
 def check_tables_exist(conn: apsw.Connection, tables: tuple[str, ...]) -> None:

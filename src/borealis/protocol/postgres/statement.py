@@ -113,7 +113,7 @@ class SequenceOp:
     carried out by the server against the schema (``schema``)."""
 
     op: str                    # create_sequence, drop_sequence, add_primary_key, truncate,
-    #                            drop_owned
+    #                            drop_owned, drop_cascade
     name: str = ""
     args: tuple[Any, ...] = ()
 
