@@ -254,3 +254,28 @@ def test_a_truncation_no_later_recovery_knew_is_superseded_everywhere() -> None:
         assert segs[sid].truncations == [t1, t3, t4], sid
         assert segs[sid].truncations[-1].honoured == (t1, t3)
         assert segs[sid].truncation_superseded(t2) and not segs[sid].truncation_superseded(t1)
+
+
+def test_truncations_from_before_honoured_lists_are_all_adopted_and_honoured() -> None:
+    """Segments whose logs predate honoured lists (three-field truncations) hold different
+    ones: recovery adopts every one on every sealed segment, as it used to, and does not
+    loop, and its own truncation honours them all."""
+    from borealis.storage.messages import Truncation
+
+    segs = segments()
+    old1, old2 = Truncation.from_wire([1, 0, 1000]), Truncation.from_wire([2, 0, 1500])
+    ids = sorted(segs)
+    for k, sid in enumerate(ids):
+        entries = [("epoch", 2, "w2"), ("trunc", old1.to_wire())]
+        if k % 2:
+            entries.append(("trunc", old2.to_wire()))
+        for entry in entries:
+            segs[sid].apply_entry(entry)
+    rec = recover(segs, 3)
+    assert rec.phase == Phase.DONE and rec.result is not None
+    t3 = rec.result.truncation
+    assert t3.honoured == (old1, old2)
+    reached = [sid for sid in ids if segs[sid].truncations[-1:] == [t3]]
+    assert len(reached) >= 4 * len(LAYOUTS)
+    for sid in reached:
+        assert segs[sid].truncations == [old1, old2, t3], sid

@@ -159,8 +159,8 @@ class Recovery:
         if newest is None:
             return ()
         if newest.honoured is None:
-            return tuple(sorted((t.plain() for t in self.known_truncations),
-                                key=lambda t: t.epoch))
+            # As they are (without lists): adopted one by one, none supersedes another.
+            return tuple(sorted(self.known_truncations, key=lambda t: t.epoch))
         return newest.in_force()
 
     def _missing(self, state: SegmentState) -> list[Truncation]:
