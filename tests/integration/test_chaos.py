@@ -128,7 +128,7 @@ def test_list_append_under_kill_storage(runs: Runs) -> None:
 
 
 def test_register_without_faults(runs: Runs) -> None:
-    run = runs.get("register", "none", 20)
+    run = runs.get("register", "none", 12)
     assert_safe(run)
     linear = next(c for c in run.verdict["checkers"] if c["checker"] == "linearizable")
     assert linear["key_count"] > 0 and linear["unknown_key_count"] == 0

@@ -36,8 +36,8 @@ class Checkers:
     def after_step(self) -> None:
         for w in self.world.writers:
             core = w.core
-            if core is None:
-                continue
+            if core is None or not w.up:
+                continue  # a crashed writer's core never changes again
             if core.vdl < self.last_vdl.get(w.name, LSN(0)):
                 self.fail(f"{w.name}: VDL went backwards")
             if core.allocated < self.last_lsn.get(w.name, LSN(0)):
