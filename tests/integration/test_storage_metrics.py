@@ -107,6 +107,11 @@ def test_a_nodes_metrics_count_what_it_received_and_synced(
         assert value("borealis_storage_records_received_total") >= 1
         assert value("borealis_storage_entries_logged_total") > \
             value("borealis_storage_entries_logged_total", scrape=was)
+        assert value("borealis_storage_redo_bytes_total") > \
+            value("borealis_storage_redo_bytes_total", scrape=was)
+        # A quiet test logs far less than a checkpoint's 64 MiB: none taken, none trimmed.
+        assert value("borealis_storage_checkpoints_total") == 0
+        assert value("borealis_storage_redo_entries_trimmed_total") == 0
         fsyncs = value("borealis_storage_fsyncs_total")
         assert fsyncs > value("borealis_storage_fsyncs_total", scrape=was)
         # Every group-commit fsync is observed once in the histogram.

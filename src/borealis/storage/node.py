@@ -65,14 +65,6 @@ SCRUB_EVERY_S = 1.0
 STORE_SYNC_EVERY_S = 1.0
 GC_EVERY_S = 1.0
 PAGE_SCRUB_PAGES_PER_PASS = 256
-CHECKPOINT_BYTES_DEFAULT = 64 * 2**20
-"""Redo bytes logged between checkpoints (the log's size, about, in steady state)."""
-
-
-def redo_chunk_bytes(checkpoint_bytes: int) -> int:
-    """Chunks of a quarter of the checkpoint interval (64 KiB to 64 MiB), so that a trim
-    frees most of what the checkpoint made useless: storage is freed in whole chunks."""
-    return min(CHUNK_BYTES_MAX_DEFAULT, max(64 * 2**10, checkpoint_bytes // 4))
 PAGE_SCRUB_PAGES_PER_PASS_BUSY = 16
 """Pages a node scrubs per pass (one a second, one segment a pass in turn) while idle and
 while writes arrive: a page scrub reads and CRC-checks every stored version of the page. At
@@ -98,6 +90,14 @@ sustained load that its coalescing cannot follow."""
 COALESCE_RECORDS_PER_PASS = 256
 """Records materialised per coalescing pass, over all segments, in one page-store
 transaction (one sync rather than one per segment: 11 us a version instead of 18-26)."""
+CHECKPOINT_BYTES_DEFAULT = 64 * 2**20
+"""Redo bytes logged between checkpoints (the log's size, about, in steady state)."""
+
+
+def redo_chunk_bytes(checkpoint_bytes: int) -> int:
+    """Chunks of a quarter of the checkpoint interval (64 KiB to 64 MiB), so that a trim
+    frees most of what the checkpoint made useless: storage is freed in whole chunks."""
+    return min(CHUNK_BYTES_MAX_DEFAULT, max(64 * 2**10, checkpoint_bytes // 4))
 COALESCE_RECORDS_PER_SEGMENT_MIN = 32
 GOSSIP_TIMEOUT_S = 2.0
 
@@ -465,6 +465,12 @@ class StorageNode:
                         lambda: self.stats.syncs)
         metrics.histogram(p + "fsync_seconds", "Latency of a group-commit fsync",
                           self.fsync_seconds)
+        metrics.counter(p + "redo_bytes_total", "Bytes of entries logged (and replayed at start)",
+                        lambda: self.stats.bytes_logged)
+        metrics.counter(p + "checkpoints_total", "Checkpoints that trimmed the redo log",
+                        lambda: self.stats.checkpoints)
+        metrics.counter(p + "redo_entries_trimmed_total",
+                        "Redo entries deleted by checkpoints", lambda: self.stats.entries_trimmed)
         metrics.gauge(p + "segments", "Segments hosted", lambda: len(self.hosted))
         metrics.gauge(p + "segment_scl", "Segment complete LSN, per segment", scl)
         metrics.counter(p + "records_coalesced_total", "Records materialised into pages",
