@@ -118,7 +118,7 @@ def test_bank_under_kill_writer(runs: Runs) -> None:
 
 
 def test_list_append_under_kill_storage(runs: Runs) -> None:
-    run = runs.get("list-append", "kill-storage", 25)
+    run = runs.get("list-append", "kill-storage", 20)
     assert_safe(run)
     assert len(nemesis_actions(run, "kill")) >= 1
     assert run.verdict["events"].get("storage-node-down", 0) >= 1, run.explain()
@@ -136,7 +136,7 @@ def test_register_without_faults(runs: Runs) -> None:
 
 
 def test_set_under_az_down_writes_go_on(runs: Runs) -> None:
-    run = runs.get("set", "az-down", 25)
+    run = runs.get("set", "az-down", 20)
     assert_safe(run)
     killed = nemesis_actions(run, "kill-az")
     assert killed and len(killed[0]["killed"]) == 3

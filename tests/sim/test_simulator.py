@@ -10,7 +10,7 @@ import pytest
 from borealis.sim.runner import run_seed
 from borealis.sim.scenarios import SCENARIOS
 
-SEEDS_PER_SCENARIO = int(os.environ.get("BOREALIS_SIM_SEEDS", "26"))
+SEEDS_PER_SCENARIO = int(os.environ.get("BOREALIS_SIM_SEEDS", "20"))
 RESTARTING = {"random", "az-plus-one", "az-down-while-writing"}
 """Scenarios that restart crashed nodes: from logs their checkpoints trimmed."""
 
