@@ -107,7 +107,7 @@ def nemesis_actions(run: Run, f: str) -> list[dict[str, Any]]:
 
 
 def test_bank_under_kill_writer(runs: Runs) -> None:
-    run = runs.get("bank", "kill-writer", 25)
+    run = runs.get("bank", "kill-writer", 20)
     assert_safe(run)
     assert run.verdict["events"].get("failover", 0) >= 1, run.explain()
     assert {c["checker"] for c in run.verdict["checkers"]} >= {
@@ -176,7 +176,7 @@ def test_register_under_net_chaos(runs: Runs) -> None:
 
 def test_bank_under_partition(runs: Runs) -> None:
     """nftables between namespaces where this machine has them, else the fault proxy."""
-    run = runs.get("bank", "partition", 25)
+    run = runs.get("bank", "partition", 20)
     assert_safe(run)
     assert nemesis_actions(run, "partition"), run.verdict["nemesis_actions"]
     assert run.verdict["recovered"] is True, run.explain()
@@ -308,7 +308,7 @@ def test_an_unknown_nemesis_exits_2_with_a_clear_message() -> None:
 def test_a_corrupted_bank_history_is_judged_invalid(runs: Runs, tmp_path: Path) -> None:
     """The real history of the bank run, judged by the same code, then corrupted twice: a read
     that sees money appear, and an acknowledged transfer missing from the final state."""
-    run = runs.get("bank", "kill-writer", 25)
+    run = runs.get("bank", "kill-writer", 20)
     run_record, history, meta, events = load_run(run.out)
     assert judge(run_record, history, meta, events)["valid"] is True
 
