@@ -463,9 +463,7 @@ class FileRedoLog:
 
     def _finish_drop(self, chunks: list[_Chunk], start: int) -> list[_Chunk]:
         """Delete the chunks wholly below ``start``: a drop that a crash interrupted."""
-        stale = 0
-        while stale + 1 < len(chunks) and chunks[stale + 1].first_seq <= start:
-            stale += 1
+        stale = _wholly_below(chunks, start)
         if not stale:
             return chunks
         try:
@@ -518,9 +516,7 @@ class FileRedoLog:
                 raise StorageError(f"redo log {self.path}: cannot write its start: {exc}") \
                     from exc
             self._start_seq = seq
-            doomed = 0
-            while doomed + 1 < len(self._chunks) and self._chunks[doomed + 1].first_seq <= seq:
-                doomed += 1
+            doomed = _wholly_below(self._chunks, seq)
             if not doomed:
                 return 0
             try:
@@ -613,6 +609,14 @@ def _truncate(path: Path, size_bytes: int) -> None:
             os.close(fd)
     except OSError as exc:
         raise StorageError(f"redo log {path}: cannot truncate: {exc}") from exc
+
+
+def _wholly_below(chunks: list[_Chunk], seq: int) -> int:
+    """How many leading chunks hold only entries below ``seq`` (never the last one)."""
+    count = 0
+    while count + 1 < len(chunks) and chunks[count + 1].first_seq <= seq:
+        count += 1
+    return count
 
 
 def _read_start(path: Path) -> int | None:
