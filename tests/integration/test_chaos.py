@@ -127,6 +127,8 @@ def test_list_append_under_kill_storage(runs: Runs) -> None:
     assert run.verdict["availability"]["writes"] > 0.9, run.explain()
 
 
+@pytest.mark.soak("the fault runs check the same guarantees; pause-writer and net-chaos "
+                   "run the linearizability checker on this workload")
 def test_register_without_faults(runs: Runs) -> None:
     run = runs.get("register", "none", 12)
     assert_safe(run)
@@ -174,6 +176,8 @@ def test_register_under_net_chaos(runs: Runs) -> None:
     assert run.verdict["availability"]["writes"] > 0.9, run.explain()
 
 
+@pytest.mark.soak("partitions stay in CI: test_netns.py isolates the writer with nftables, "
+                   "test_chaos_proxy.py cuts one way through the proxy")
 def test_bank_under_partition(runs: Runs) -> None:
     """nftables between namespaces where this machine has them, else the fault proxy."""
     run = runs.get("bank", "partition", 20)
@@ -182,6 +186,7 @@ def test_bank_under_partition(runs: Runs) -> None:
     assert run.verdict["recovered"] is True, run.explain()
 
 
+@pytest.mark.soak("test_clock_skew.py runs a register workload under the same nemesis")
 def test_replica_reads_under_clock_skew(runs: Runs) -> None:
     run = runs.get("replica-reads", "clock-skew", 20)
     assert_safe(run)

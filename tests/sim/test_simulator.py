@@ -3,29 +3,24 @@ VDL, fencing by epochs). A failing seed prints the command that replays it."""
 
 from __future__ import annotations
 
-import concurrent.futures
-import os
-
 import pytest
+from sim_seeds import SEEDS_PER_SCENARIO, seed_results
 
 from borealis.sim.runner import run_seed
 from borealis.sim.scenarios import SCENARIOS
 
-SEEDS_PER_SCENARIO = int(os.environ.get("BOREALIS_SIM_SEEDS", "20"))
 RESTARTING = {"random", "az-plus-one", "az-down-while-writing"}
 """Scenarios that restart crashed nodes: from logs their checkpoints trimmed."""
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_scenario_seeds(scenario: str) -> None:
+    """Every seed of the scenario: they ran in the background since collection
+    (``sim_seeds.py``)."""
     failures = []
     acked = checkpoints = trimmed_restarts = 0
-    # Seeds are independent and deterministic: run them on every core (CI waits for this
-    # test with the other core idle otherwise).
-    with concurrent.futures.ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        results = list(pool.map(run_seed, range(SEEDS_PER_SCENARIO),
-                                [scenario] * SEEDS_PER_SCENARIO))
-    for result in results:
+    for result in seed_results(scenario):
         acked += result.commits_acked
         checkpoints += result.checkpoints
         trimmed_restarts += result.trimmed_restarts
