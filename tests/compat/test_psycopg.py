@@ -231,3 +231,47 @@ def test_drop_cascade_runs_when_nothing_depends_and_names_what_does(cluster: Clu
         conn.execute("DROP TABLE dc_child, dc_parent CASCADE")
         with pytest.raises(errors.UndefinedTable):
             conn.execute("SELECT * FROM dc_parent")
+
+
+def test_a_migration_alters_columns_in_a_transaction_and_the_reader_sees_it(
+        cluster: Cluster) -> None:
+    """What a migration tool sends (ALTER COLUMN TYPE / SET NOT NULL / SET DEFAULT, ADD
+    CONSTRAINT FOREIGN KEY), in one transaction; a failing one rolls back whole."""
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE mg_user (id serial PRIMARY KEY, email varchar(40))")
+        conn.execute("CREATE TABLE mg_order (id serial PRIMARY KEY, user_id int, total int)")
+        conn.execute("INSERT INTO mg_user (email) VALUES ('a@example.org'), ('b@example.org')")
+        conn.execute("INSERT INTO mg_order (user_id, total) VALUES (1, 5), (2, NULL)")
+        with pytest.raises(errors.NotNullViolation):
+            with conn.transaction():
+                conn.execute("ALTER TABLE mg_order ALTER COLUMN total TYPE numeric(12,2)")
+                conn.execute("ALTER TABLE mg_order ALTER COLUMN total SET NOT NULL")
+        # rolled back whole: the type change too
+        assert conn.execute("SELECT total FROM mg_order WHERE id = 1").fetchone() == (5,)
+        with conn.transaction():
+            conn.execute("UPDATE mg_order SET total = 0 WHERE total IS NULL")
+            conn.execute("ALTER TABLE mg_order ALTER COLUMN total TYPE numeric(12,2)")
+            conn.execute("ALTER TABLE mg_order ALTER COLUMN total SET NOT NULL")
+            conn.execute("ALTER TABLE mg_order ALTER COLUMN total SET DEFAULT 0")
+            conn.execute("ALTER TABLE mg_user ALTER COLUMN email TYPE varchar(100)")
+            conn.execute("ALTER TABLE mg_order ADD CONSTRAINT mg_order_user_fk "
+                          "FOREIGN KEY (user_id) REFERENCES mg_user (id)")
+        conn.execute("INSERT INTO mg_order (user_id) VALUES (1)")
+        assert conn.execute("SELECT total FROM mg_order ORDER BY id").fetchall() == [
+            (decimal.Decimal("5.00"),), (decimal.Decimal("0.00"),), (decimal.Decimal("0.00"),)]
+        with pytest.raises(errors.ForeignKeyViolation):
+            conn.execute("INSERT INTO mg_order (user_id, total) VALUES (99, 1)")
+        with pytest.raises(errors.DatatypeMismatch, match="USING email::integer"):
+            conn.execute("ALTER TABLE mg_user ALTER COLUMN email TYPE integer")
+    describe = ("SELECT column_name, data_type, is_nullable, character_maximum_length "
+                "FROM information_schema.columns WHERE table_name = %s ORDER BY column_name")
+    with psycopg.connect(cluster.dsn(reader=True), autocommit=True) as conn:
+        deadline = time.monotonic() + 10
+        while (rows := conn.execute(describe, ("mg_order",)).fetchall()) != [
+                ("id", "integer", "NO", None), ("total", "numeric", "NO", None),
+                ("user_id", "integer", "YES", None)]:
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.1)
+        assert conn.execute(describe, ("mg_user",)).fetchall() == [
+            ("email", "character varying", "YES", 100), ("id", "integer", "NO", None)]
+        assert conn.execute("SELECT count(*) FROM mg_order").fetchone() == (3,)

@@ -86,6 +86,29 @@ def _column_name(node: exp.Expression) -> str:
     return node.name.lower()
 
 
+DefaultSpec = tuple[str, ...]
+"""A column default before its column's type is known: ``("literal", text, "s"|"n")``,
+``("bool", "1"|"0", sql)`` or ``("sql", sql)`` (SQLite's text of the expression)."""
+
+
+def default_sql(spec: DefaultSpec, pg: pgtypes.PgType, typmod: int) -> str:
+    """SQLite's text of a default for a column of type ``pg``: a literal in the type's
+    storage form, as PostgreSQL coerces it when the default is set."""
+    if spec[0] == "literal":
+        text, kind = spec[1], spec[2]
+        if kind == "n" and pg.name in ("int2", "int4", "int8", "float4", "float8") and \
+                re.fullmatch(r"-?[0-9]+", text):
+            return text  # an integer default stays a number (the catalog prints it so)
+        try:
+            stored = functions.coerce_value(text, pg, typmod, kind)
+        except SqlFunctionError as exc:
+            raise TranslationError(str(exc), exc.sqlstate) from None
+        return _storage_literal(stored)
+    if spec[0] == "bool":
+        return spec[1] if pg.name == "bool" else spec[2]
+    return spec[1]
+
+
 class Ddl:
     """The DDL statements of one translation (they share its ``Rewriter``)."""
 
@@ -167,23 +190,20 @@ class Ddl:
     def _default(self, value: exp.Expression, pg: pgtypes.PgType, typmod: int) -> str:
         """A column default: a literal in the column type's storage form, an expression as
         the rewrite gives it."""
+        return default_sql(self.default_spec(value), pg, typmod)
+
+    def default_spec(self, value: exp.Expression) -> DefaultSpec:
+        """What ``default_sql`` needs of a default, before the column's type is known
+        (``ALTER COLUMN ... SET DEFAULT`` learns it when it runs)."""
         negative = isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal)
         literal = value.this if negative else value
         if isinstance(literal, exp.Literal) and not (literal.is_string and negative):
             text = ("-" if negative else "") + str(literal.this)
-            if not literal.is_string and pg.name not in ("numeric",) and \
-                    pg.name in ("int2", "int4", "int8", "float4", "float8") and \
-                    re.fullmatch(r"-?[0-9]+", text):
-                return text  # an integer default stays a number (the catalog prints it so)
-            kind = "s" if literal.is_string else "n"
-            try:
-                stored = functions.coerce_value(text, pg, typmod, kind)
-            except SqlFunctionError as exc:
-                raise TranslationError(str(exc), exc.sqlstate) from None
-            return _storage_literal(stored)
-        if isinstance(value, exp.Boolean) and pg.name == "bool":
-            return "1" if value.this else "0"
-        return generate(self.rw.rewrite(value))
+            return ("literal", text, "s" if literal.is_string else "n")
+        rewritten = generate(self.rw.rewrite(value.copy()))
+        if isinstance(value, exp.Boolean):
+            return ("bool", "1" if value.this else "0", rewritten)
+        return ("sql", rewritten)
 
     def column_constraint(self, constraint: exp.ColumnConstraint, pg: pgtypes.PgType,
                           typmod: int) -> str:
@@ -330,41 +350,60 @@ class Ddl:
 
     def alter(self, tree: exp.Alter) -> Statement:
         table = self.rw.table_name(tree.this)
+        if str(tree.args.get("kind") or "TABLE").upper() != "TABLE":
+            raise unsupported(f"ALTER {str(tree.args.get('kind')).upper()}")
         actions = tree.args.get("actions") or []
         if len(actions) != 1:
             raise unsupported("ALTER TABLE with several actions")
-        action = actions[0]
+        change = self._alter_change(table, actions[0])
+        if isinstance(change, Statement):
+            return change
+        if_exists = bool(tree.args.get("exists"))
+        if change[0] == "sql" and not if_exists:
+            return Statement(Kind.DDL, "ALTER TABLE", change[1], read_only=False)
+        return Statement(Kind.DDL, "ALTER TABLE", (), read_only=False,
+                         action=SequenceOp("alter", table, (if_exists, change)))
+
+    def _alter_change(self, table: str, action: exp.Expression) -> tuple[Any, ...] | Statement:
+        """One ALTER TABLE action: SQLite statements (``("sql", statements)``), or a change
+        for ``alter.run`` to make once the table is known."""
         if isinstance(action, exp.ColumnDef):  # ADD COLUMN
             setup: list[str] = []
             column = self.column(table, action, setup)
             if setup:
                 raise unsupported("ADD COLUMN of a SERIAL or IDENTITY column")
-            return Statement(Kind.DDL, "ALTER TABLE",
-                             (f"ALTER TABLE {quote_identifier(table)} ADD COLUMN {column}",),
-                             read_only=False)
+            sql = f"ALTER TABLE {quote_identifier(table)} ADD COLUMN {column}"
+            if action.args.get("exists"):
+                return ("add_column", _column_name(action.this), sql, True)
+            return ("sql", (sql,))
         if isinstance(action, exp.AlterRename):
             new = self.rw.table_name(action.this)
-            return Statement(Kind.DDL, "ALTER TABLE", (
-                f"ALTER TABLE {quote_identifier(table)} RENAME TO {quote_identifier(new)}",),
-                read_only=False)
+            return ("sql", (f"ALTER TABLE {quote_identifier(table)} RENAME TO "
+                            f"{quote_identifier(new)}",))
         if isinstance(action, exp.RenameColumn):
             old, new = _column_name(action.this), _column_name(action.args["to"])
-            return Statement(Kind.DDL, "ALTER TABLE", (
-                f"ALTER TABLE {quote_identifier(table)} RENAME COLUMN "
-                f"{quote_identifier(old)} TO {quote_identifier(new)}",), read_only=False)
-        if isinstance(action, exp.Drop) and str(action.args.get("kind", "")).upper() == "COLUMN":
-            if action.args.get("exists"):
-                raise unsupported("DROP COLUMN IF EXISTS")
+            return ("sql", (f"ALTER TABLE {quote_identifier(table)} RENAME COLUMN "
+                            f"{quote_identifier(old)} TO {quote_identifier(new)}",))
+        if isinstance(action, exp.AlterColumn):
+            return self._alter_column(action)
+        if isinstance(action, exp.Drop):
+            dropped_kind = str(action.args.get("kind", "")).upper()
             dropped = (action.args.get("tables") or [action.this])[0]
-            if not isinstance(dropped, exp.Column | exp.Identifier):
-                raise TranslationError("syntax error in DROP COLUMN", "42601")
-            column_name = _column_name(dropped)
-            return Statement(Kind.DDL, "ALTER TABLE", (
-                f"ALTER TABLE {quote_identifier(table)} DROP COLUMN "
-                f"{quote_identifier(column_name)}",), read_only=False)
+            if action.args.get("cascade"):
+                raise unsupported(f"DROP {dropped_kind} ... CASCADE")
+            if dropped_kind == "COLUMN":
+                if not isinstance(dropped, exp.Column | exp.Identifier):
+                    raise TranslationError("syntax error in DROP COLUMN", "42601")
+                return ("drop_column", _column_name(dropped), bool(action.args.get("exists")))
+            if dropped_kind == "CONSTRAINT":
+                return ("drop_constraint", _column_name(dropped),
+                        bool(action.args.get("exists")))
+            raise unsupported(f"ALTER TABLE DROP {dropped_kind}")
         add = action
         if isinstance(add, exp.AddConstraint):
-            add = add.expressions[0] if add.expressions else add
+            if len(add.expressions) != 1:
+                raise unsupported("ADD CONSTRAINT with several constraints")
+            add = add.expressions[0]
         if isinstance(add, exp.Constraint):
             constraint_name = add.name
             inner = add.expressions[0] if add.expressions else None
@@ -381,10 +420,46 @@ class Ddl:
             unique_cols = [c.name.lower() for c in cols_src]
             index = constraint_name or f"{table}_{'_'.join(unique_cols)}_key"
             col_sql = ", ".join(quote_identifier(c) for c in unique_cols)
-            return Statement(Kind.DDL, "ALTER TABLE", (
-                f"CREATE UNIQUE INDEX {quote_identifier(index)} ON {quote_identifier(table)} "
-                f"({col_sql})",), read_only=False)
+            return ("sql", (f"CREATE UNIQUE INDEX {quote_identifier(index)} ON "
+                            f"{quote_identifier(table)} ({col_sql})",))
+        if isinstance(inner, exp.ForeignKey | exp.CheckColumnConstraint | exp.Check):
+            item = self.constraint(add)
+            check = None
+            if not isinstance(inner, exp.ForeignKey):
+                check = generate(self.rw.rewrite(inner.this.copy()))
+            return ("add_constraint", constraint_name, item, check)
         raise unsupported(f"ALTER TABLE {action.sql('postgres')[:60]}")
+
+    def _alter_column(self, action: exp.AlterColumn) -> tuple[Any, ...]:
+        name = _column_name(action.this)
+        dtype = action.args.get("dtype")
+        if dtype is not None:
+            if action.args.get("collate"):
+                raise unsupported("ALTER COLUMN TYPE ... COLLATE")
+            pg, typmod = outputs.type_of(dtype)
+            if pg.name in ("serial", "bigserial", "smallserial") or \
+                    dtype.sql("postgres").lower() in _SERIALS:
+                raise TranslationError(f'type "{dtype.sql("postgres").lower()}" does not '
+                                       "exist", "42704")
+            decltype = pgtypes.sqlite_decltype(pg, typmod)
+            collation = NUMERIC_COLLATION if pg.name == "numeric" else \
+                "RTRIM" if pg.name == "bpchar" else None
+            using = action.args.get("using")
+            source = using if isinstance(using, exp.Expression) else exp.column(name)
+            cast = exp.Cast(this=source.copy(), to=dtype.copy())
+            conversion = generate(self.rw.rewrite(cast))
+            text_of = generate(self.rw.rewrite(exp.Cast(
+                this=source.copy(), to=exp.DataType.build("text"))))
+            return ("type", name, (pg.name, typmod), (decltype, collation), conversion,
+                    text_of, isinstance(using, exp.Expression))
+        if "default" in action.args and action.args["default"] is not None:
+            return ("default", name, self.default_spec(action.args["default"]))
+        given = {key for key, value in action.args.items() if value is not None}
+        if "allow_null" in given and given <= {"this", "allow_null", "drop"}:
+            return ("not_null", name, not action.args.get("allow_null"))
+        if action.args.get("drop") and given <= {"this", "drop"}:
+            return ("default", name, None)
+        raise unsupported(f"ALTER COLUMN {action.sql('postgres')[:60]}")
 
     def create_sequence(self, tree: exp.Create) -> Statement:
         name = self.rw.table_name(tree.this)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from borealis.engine.database import Result, Session
 from borealis.errors import BorealisError, ReadOnlyError, SqlError
+from borealis.protocol.postgres import alter as pgalter
 from borealis.protocol.postgres import copy as pgcopy
 from borealis.protocol.postgres import cursors, functions, roles, sqltext
 from borealis.protocol.postgres import schema as pgschema
@@ -474,7 +475,10 @@ class QueryProtocol:
     async def _sequence_op(self, action: SequenceOp) -> None:
         assert self.session is not None
         op, args = action.op, action.args
-        if op == "add_primary_key":
+        if op == "alter":
+            if_exists, change = args
+            await self.session.call(lambda c: pgalter.run(c, action.name, if_exists, change))
+        elif op == "add_primary_key":
             keys, constraint = args
             await self.session.call(
                 lambda c: pgschema.add_primary_key(c, action.name, keys, constraint))

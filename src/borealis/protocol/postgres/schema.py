@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import apsw
-import sqlglot
-from sqlglot import exp
 
 from borealis.errors import SqlError
-from borealis.protocol.postgres import exprtypes, functions
+from borealis.protocol.postgres import exprtypes, functions, tabledef
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.ddl import SEQUENCES_TABLE_DDL, quote_identifier
 from borealis.protocol.postgres.statement import OutputColumn, TranslationError
@@ -188,18 +186,15 @@ def add_primary_key(conn: apsw.Connection, table: str, keys: tuple[str, ...],
         if nulls:
             raise SqlError(f'column "{key}" of relation "{table}" contains null values',
                            "23502")
-    tree = sqlglot.parse_one(rows[0][0], read="sqlite")
-    schema = tree.this
-    assert isinstance(schema, exp.Schema)
-    rowid = len(keys) == 1 and pgtypes.type_from_decltype(
-        _decltype(schema, keys[0])) is not None and _decltype(schema, keys[0]) == "INTEGER"
-    definitions = []
-    for item in schema.expressions:
-        text = item.sql("sqlite")
-        if isinstance(item, exp.ColumnDef) and item.name.lower() in keys:
-            text = text.replace(" NOT NULL", "")
-            text += " NOT NULL" + (" PRIMARY KEY" if rowid else "")
-        definitions.append(text)
+    # The definition is edited as text: regenerating it (sqlglot) rewrote declared types.
+    definition = tabledef.parse(rows[0][0], table)
+    rowid = len(keys) == 1 and definition.column(keys[0]).decltype == "INTEGER"
+    for key in keys:
+        column = definition.column(key).with_not_null(True)
+        if rowid:
+            column = tabledef.Column.parse(column.text + " PRIMARY KEY")
+        definition.replace_column(column)
+    definitions = list(definition.items)
     name = constraint or f"{table}_pkey"
     if not rowid:
         definitions.append(f"CONSTRAINT {_q(name)} PRIMARY KEY "
@@ -220,14 +215,6 @@ def add_primary_key(conn: apsw.Connection, table: str, keys: tuple[str, ...],
     conn.execute(f"ALTER TABLE {_q(temporary)} RENAME TO {_q(table)}")
     for sql in extras:
         conn.execute(sql)
-
-
-def _decltype(schema: exp.Schema, column: str) -> str:
-    for item in schema.expressions:
-        if isinstance(item, exp.ColumnDef) and item.name.lower() == column:
-            kind = item.args.get("kind")
-            return kind.sql("sqlite") if kind is not None else ""
-    return ""
 
 
 def ensure_sequences(conn: apsw.Connection) -> None:
