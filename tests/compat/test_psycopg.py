@@ -242,10 +242,9 @@ def test_a_migration_alters_columns_in_a_transaction_and_the_reader_sees_it(
         conn.execute("CREATE TABLE mg_order (id serial PRIMARY KEY, user_id int, total int)")
         conn.execute("INSERT INTO mg_user (email) VALUES ('a@example.org'), ('b@example.org')")
         conn.execute("INSERT INTO mg_order (user_id, total) VALUES (1, 5), (2, NULL)")
-        with pytest.raises(errors.NotNullViolation):
-            with conn.transaction():
-                conn.execute("ALTER TABLE mg_order ALTER COLUMN total TYPE numeric(12,2)")
-                conn.execute("ALTER TABLE mg_order ALTER COLUMN total SET NOT NULL")
+        with pytest.raises(errors.NotNullViolation), conn.transaction():
+            conn.execute("ALTER TABLE mg_order ALTER COLUMN total TYPE numeric(12,2)")
+            conn.execute("ALTER TABLE mg_order ALTER COLUMN total SET NOT NULL")
         # rolled back whole: the type change too
         assert conn.execute("SELECT total FROM mg_order WHERE id = 1").fetchone() == (5,)
         with conn.transaction():
@@ -261,6 +260,9 @@ def test_a_migration_alters_columns_in_a_transaction_and_the_reader_sees_it(
             (decimal.Decimal("5.00"),), (decimal.Decimal("0.00"),), (decimal.Decimal("0.00"),)]
         with pytest.raises(errors.ForeignKeyViolation):
             conn.execute("INSERT INTO mg_order (user_id, total) VALUES (99, 1)")
+        conn.execute("UPDATE mg_order SET total = DEFAULT WHERE id = %s", (1,))
+        assert conn.execute("SELECT total FROM mg_order WHERE id = 1").fetchone() == (
+            decimal.Decimal("0.00"),)
         with pytest.raises(errors.DatatypeMismatch, match="USING email::integer"):
             conn.execute("ALTER TABLE mg_user ALTER COLUMN email TYPE integer")
     describe = ("SELECT column_name, data_type, is_nullable, character_maximum_length "
@@ -274,4 +276,5 @@ def test_a_migration_alters_columns_in_a_transaction_and_the_reader_sees_it(
             time.sleep(0.1)
         assert conn.execute(describe, ("mg_user",)).fetchall() == [
             ("email", "character varying", "YES", 100), ("id", "integer", "NO", None)]
-        assert conn.execute("SELECT count(*) FROM mg_order").fetchone() == (3,)
+        assert conn.execute("SELECT count(*), sum(total) FROM mg_order").fetchone() == (
+            3, decimal.Decimal("0.00"))

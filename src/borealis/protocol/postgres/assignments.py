@@ -19,7 +19,8 @@ the statement runs:
 
 DEFAULT in VALUES (SQLite has none): a column that is DEFAULT in every row is left out of the
 column list (``DEFAULT VALUES`` when none is left); DEFAULT in some rows only, or without a
-column list, is refused (0A000), and so is ``UPDATE ... SET c = DEFAULT``.
+column list, and ``UPDATE ... SET c = DEFAULT``, become ``_pg_default(table, column)``, which
+evaluates the column's default as the row is written.
 
 Identity columns GENERATED ALWAYS refuse a value (428C9) unless the INSERT says OVERRIDING
 SYSTEM VALUE. Which columns they are is in the schema, so the check runs with it: the
@@ -41,7 +42,6 @@ from typing import TYPE_CHECKING, cast
 from sqlglot import exp
 
 from borealis.protocol.postgres.nodes import call, identifier_name, string_literal
-from borealis.protocol.postgres.statement import unsupported
 
 if TYPE_CHECKING:
     from borealis.protocol.postgres.rewrite import Rewriter
@@ -70,35 +70,44 @@ def _items(row: exp.Expression) -> list[exp.Expression]:
     return list(row.expressions) if isinstance(row, exp.Tuple) else [row]
 
 
-def drop_defaults(insert: exp.Insert, values: exp.Values, columns: list[str]) -> list[str]:
-    """Take DEFAULT out of an INSERT's VALUES (SQLite has none): the columns left."""
+def _default(table: str, column: str | int) -> exp.Expression:
+    """``table``'s default for ``column`` (a name, or a position), evaluated when the
+    statement runs (``session._column_default``)."""
+    which = string_literal(column) if isinstance(column, str) else \
+        exp.Literal.number(column)
+    return call("_pg_default", string_literal(table), which)
+
+
+def drop_defaults(insert: exp.Insert, values: exp.Values, columns: list[str],
+                  table: str) -> list[str]:
+    """Take DEFAULT out of an INSERT's VALUES (SQLite has none): the columns left. A column
+    that is DEFAULT in every row is left out; any other DEFAULT becomes the default,
+    evaluated as its row is written."""
     rows = [_items(row) for row in values.expressions]
     defaults = [{i for i, item in enumerate(items) if _is_default(item)} for items in rows]
     if not any(defaults):
         return columns
-    if any(d != defaults[0] for d in defaults):
-        raise unsupported("DEFAULT in some rows of a multi-row VALUES and not in others")
-    if not columns:  # SQLite wants a value for every column then: their names are needed
-        raise unsupported("DEFAULT in VALUES without a column list")
-    dropped = defaults[0]
+    dropped = set.intersection(*defaults) if columns else set()
     width = len(rows[0])
-    kept_columns = [c for i, c in enumerate(columns) if i not in dropped]
-    if len(dropped) == width:
+    if dropped and len(dropped) == width:
         target = insert.this.this if isinstance(insert.this, exp.Schema) else insert.this
         insert.set("this", target)
         insert.set("expression", None)
         insert.set("default", True)
         return []
     for row, items in zip(values.expressions, rows, strict=True):
-        kept = [item for i, item in enumerate(items) if i not in dropped]
-        if isinstance(row, exp.Tuple):
-            row.set("expressions", kept)
-    if columns:
+        for i, item in enumerate(items):
+            if i not in dropped and _is_default(item):
+                item.replace(_default(table, columns[i] if i < len(columns) else i))
+        if dropped and isinstance(row, exp.Tuple):
+            row.set("expressions", [item for i, item in enumerate(row.expressions)
+                                    if i not in dropped])
+    if dropped:
         schema = insert.this
         assert isinstance(schema, exp.Schema)
         schema.set("expressions", [c for i, c in enumerate(schema.expressions)
                                    if i not in dropped])
-    return kept_columns
+    return [c for i, c in enumerate(columns) if i not in dropped]
 
 
 def coerce_insert(rw: Rewriter, insert: exp.Insert) -> None:
@@ -108,7 +117,7 @@ def coerce_insert(rw: Rewriter, insert: exp.Insert) -> None:
         return
     values = insert.expression
     if isinstance(values, exp.Values):
-        columns = drop_defaults(insert, values, columns)
+        columns = drop_defaults(insert, values, columns, table)
         if insert.args.get("default"):
             return
         given: list[str] = []
@@ -145,10 +154,11 @@ def coerce_assignments(rw: Rewriter, assignments: list[exp.Expression], table: s
     for assignment in assignments:
         if isinstance(assignment, exp.EQ) and isinstance(assignment.this, exp.Column):
             value = assignment.expression
-            if _is_default(value):
-                raise unsupported("SET column = DEFAULT")
-            kind = rw.assigned_kind(value)
             column = identifier_name(assignment.this)
+            if _is_default(value):   # the default, evaluated as the row is written
+                assignment.set("expression", _default(table, column))
+                continue
+            kind = rw.assigned_kind(value)
             coerced = rw.coerce(value, kind, column, (table,)) if kind else None
             out.append((coerced or value, column, coerced))
     return out

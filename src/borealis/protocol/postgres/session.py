@@ -259,6 +259,7 @@ class SqlSession:
         add("_pg_regexp", self._regexp, 3)
         add("_pg_nextval", lambda name: self._nextval(conn, name), 1)
         add("_pg_currval", self._currval, 1)
+        add("_pg_default", lambda table, column: _column_default(conn, table, column), 2)
         add("_pg_lastval", self._lastval, 0)
         add("_pg_setval", lambda name, value, called=1: self._setval(conn, name, value,
                                                                       called))
@@ -370,3 +371,26 @@ def sequence_name(name: Any) -> str:
 
 cast_value = functions.cast_value
 """Kept here for callers of the session's casts (``functions`` owns them)."""
+
+
+def _column_default(conn: apsw.Connection, table: Any, column: Any) -> Any:
+    """The value of ``table``'s default for ``column`` (a name, or an index for a VALUES
+    without a column list), evaluated now: ``DEFAULT`` where SQLite has no keyword for it
+    (``UPDATE ... SET c = DEFAULT``, DEFAULT in some rows of a VALUES only)."""
+    rows = list(conn.execute("SELECT name, dflt_value FROM pragma_table_info(?)",
+                             (str(table),)))
+    if isinstance(column, int):
+        if not 0 <= column < len(rows):
+            raise SqlFunctionError("INSERT has more expressions than target columns",
+                                   "42601")
+        found = rows[column]
+    else:
+        named = [row for row in rows if str(row[0]).lower() == str(column).lower()]
+        if not named:
+            raise SqlFunctionError(f'column "{column}" of relation "{table}" does not exist',
+                                   "42703")
+        found = named[0]
+    default = found[1]
+    if default is None:
+        return None
+    return next(iter(conn.execute(f"SELECT {default}")))[0]
