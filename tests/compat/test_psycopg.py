@@ -120,7 +120,7 @@ def test_cancel_stops_a_running_statement(cluster: Cluster) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_server_side_cursors_fetch_forward(cluster: Cluster) -> None:
+def test_server_side_cursors_fetch_forward_and_scroll(cluster: Cluster) -> None:
     with connect(cluster) as conn:
         conn.execute("CREATE TABLE pc_cursor (i integer)")
         with conn.cursor() as cursor:
@@ -133,8 +133,21 @@ def test_server_side_cursors_fetch_forward(cluster: Cluster) -> None:
             assert named.fetchmany(3) == [(6, 12), (7, 14), (8, 16)]
             assert [row[0] for row in named] == list(range(9, 25))
         conn.commit()
-        with pytest.raises(errors.FeatureNotSupported):
-            conn.execute("DECLARE back SCROLL CURSOR FOR SELECT 1")
+        with conn.cursor(name="back", scrollable=True) as scroll:  # DECLARE ... SCROLL
+            scroll.execute("SELECT i FROM pc_cursor ORDER BY i")
+            assert scroll.fetchmany(3) == [(0,), (1,), (2,)]
+            scroll.scroll(-2)                      # MOVE BACKWARD 2
+            assert scroll.fetchone() == (1,)
+            scroll.scroll(20, mode="absolute")     # MOVE ABSOLUTE 20
+            assert scroll.fetchone() == (20,)
+            assert conn.execute("FETCH LAST FROM back").fetchall() == [(24,)]
+            assert conn.execute("FETCH BACKWARD 2 FROM back").fetchall() == [(23,), (22,)]
+        conn.commit()
+        with conn.cursor(name="ahead", scrollable=False) as ahead:  # NO SCROLL
+            ahead.execute("SELECT i FROM pc_cursor ORDER BY i")
+            assert ahead.fetchone() == (0,)
+            with pytest.raises(errors.ObjectNotInPrerequisiteState):
+                ahead.scroll(-1)
         conn.rollback()
         with pytest.raises(errors.InvalidCursorName):
             conn.execute("FETCH 1 FROM nowhere")

@@ -148,7 +148,7 @@ class Portal:
     prepared: Prepared
     params: tuple[Any, ...]
     result_formats: tuple[Format, ...]
-    rows: deque[tuple[Any, ...]] | None = None
+    rows: deque[tuple[Any, ...]] | cursors.CursorRows | None = None
     columns: list[tuple[str, int, int]] | None = None
     sent: int = 0
     done: bool = False
@@ -871,7 +871,8 @@ class QueryProtocol:
             columns, rows, _, _ = await self._run_statement(query, params)
             self.portals[statement.name] = Portal(
                 Prepared(statement.query, query, ()), params,
-                (Format.BINARY,) if statement.binary else (), rows=deque(rows),
+                (Format.BINARY,) if statement.binary else (),
+                rows=cursors.CursorRows(rows, statement.scroll),
                 columns=columns, tag="SELECT", cursor=True, hold=statement.hold)
             return None, [], "DECLARE CURSOR"
         if isinstance(statement, cursors.Deallocate):
@@ -886,10 +887,9 @@ class QueryProtocol:
             return None, [], "DEALLOCATE"
         if isinstance(statement, cursors.Fetch):
             portal = self._cursor_portal(statement.name)
-            assert portal.rows is not None
-            take = len(portal.rows) if statement.count is None else min(
-                statement.count, len(portal.rows))
-            rows = [portal.rows.popleft() for _ in range(take)]
+            assert isinstance(portal.rows, cursors.CursorRows)
+            rows = portal.rows.fetch(statement)
+            take = len(rows)
             if statement.move:
                 return None, [], f"MOVE {take}"
             return portal.columns, rows, f"FETCH {take}"
