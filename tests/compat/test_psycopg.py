@@ -291,3 +291,17 @@ def test_a_migration_alters_columns_in_a_transaction_and_the_reader_sees_it(
             ("email", "character varying", "YES", 100), ("id", "integer", "NO", None)]
         assert conn.execute("SELECT count(*), sum(total) FROM mg_order").fetchone() == (
             3, decimal.Decimal("0.00"))
+
+
+def test_to_char_formats_as_postgres(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE tc_sales (at timestamptz, amount numeric(12,2))")
+        conn.execute("INSERT INTO tc_sales VALUES ('2024-03-05 07:08:09+00', 1234567.5)")
+        row = conn.execute(
+            "SELECT to_char(at, 'FMDay, DDth FMMonth YYYY HH12:MI AM'), "
+            "to_char(amount, 'FM999,999,990.00'), to_char(at::timestamptz, 'TZ'), "
+            "to_char(-amount, '9,999,999.9') FROM tc_sales").fetchone()
+        assert row == ("Tuesday, 05th March 2024 07:08 AM", "1,234,567.50", "UTC",
+                       "-1,234,567.5")
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("SELECT to_char(amount, 'RN') FROM tc_sales")

@@ -53,7 +53,8 @@ def column_name(node: exp.Expression) -> str:
     if name is not None:
         return name
     if isinstance(node, exp.Anonymous):
-        return str(node.this).lower().split(".")[-1]
+        name = str(node.this).lower().split(".")[-1]
+        return "to_char" if name == "_borealis_to_char" else name
     if isinstance(node, exp.CurrentTimestamp):
         # sqlglot parses now() and CURRENT_TIMESTAMP alike; the text tells them apart
         return "now" if is_now_call(node) else "current_timestamp"

@@ -66,6 +66,9 @@ from borealis.protocol.postgres.statement import (
     unsupported,
 )
 
+TO_CHAR_CALL = "_borealis_to_char"
+"""The name ``translate.parse`` gives to_char before sqlglot reads it."""
+
 
 class PgDialect(Postgres):
     """sqlglot's PostgreSQL dialect, read as Borealis needs it: subscripts as written (not
@@ -249,6 +252,7 @@ class Rewriter:
         self._check_literals(tree)
         self._mark_int_checks(tree)
         self._mark_branch_literals(tree)
+        self._mark_to_char_types(tree)
         work = passes.strip_catalog_dots(tree.copy())
         for now in list(work.find_all(exp.CurrentTimestamp)):
             if outputs.is_now_call(now):  # now(), not the CURRENT_TIMESTAMP keyword
@@ -264,6 +268,16 @@ class Rewriter:
         out = passes.post_order(work, self.node)
         self._check(out)
         return out
+
+    def _mark_to_char_types(self, tree: exp.Expression) -> None:
+        """Mark each to_char with its value's type where the statement alone decides it
+        (``meta['value_type']``): its time zone fields print only for a timestamptz."""
+        for node in tree.find_all(exp.Anonymous):
+            if str(node.this).lower() == TO_CHAR_CALL and node.expressions:
+                formula = exprtypes.derive(node.expressions[0], self.kinds)
+                if isinstance(formula, exprtypes.Known):
+                    pgtype = pgtypes.BY_OID.get(formula.oid)
+                    node.meta["value_type"] = pgtype.name if pgtype is not None else ""
 
     def _mark_int_checks(self, tree: exp.Expression) -> None:
         """Mark each operator whose result may be an int2 or int4 with its
@@ -763,6 +777,12 @@ class Rewriter:
             return call(_ARRAY_BOUND_FUNCTIONS[name], *args, exp.Literal.number(lower))
         if name == "every":
             return call("min", *args)
+        if name == TO_CHAR_CALL:
+            if len(args) != 2:
+                raise TranslationError(f"function to_char with {len(args)} arguments does "
+                                       "not exist", "42883")
+            return call("_pg_to_char", *args,
+                        string_literal(str(node.meta.get("value_type", ""))))
         if name in _JSON_BUILDERS:  # the arguments' kinds: booleans and JSON stay so
             kinds = "".join(_json_argument_kind(a) for a in args)
             return call(_JSON_BUILDERS[name], string_literal(kinds), *args)

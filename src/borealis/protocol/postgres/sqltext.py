@@ -330,3 +330,19 @@ def normalize(sql: str) -> Normalized | None:
         parts.append(text)
         previous = token
     return Normalized("".join(parts).strip(), tuple(values), tuple(kinds))
+
+
+def rename_calls(sql: str, names: dict[str, str]) -> str:
+    """``sql`` with the calls of the functions ``names`` maps (lower-case names) renamed, in
+    code only: not in strings, quoted identifiers or comments."""
+    tokens = _tokens(sql)
+    out: list[str] = []
+    for index, (kind, text, _) in enumerate(tokens):
+        if kind == "word" and text.lower() in names:
+            following = next((t for t in tokens[index + 1:] if t[0] not in _INSIGNIFICANT),
+                             None)
+            if following is not None and following[1] == "(":
+                out.append(names[text.lower()])
+                continue
+        out.append(text)
+    return "".join(out)
