@@ -3,8 +3,8 @@
 The seeds are pure CPU and independent; the integration tests that run before them spend
 much of their time waiting on processes and sockets. So when ``test_scenario_seeds`` is
 selected, every seed of every scenario is handed at collection time to a pool of worker
-processes at the lowest CPU priority (``nice 19``): they use the cycles the rest of the
-suite leaves idle and yield the processor to it otherwise, and each ``test_scenario_seeds``
+processes (one core short of all) at the lowest CPU priority (``nice 19``): they use the
+cycles the rest of the suite leaves idle and yield the processor to it otherwise, and each ``test_scenario_seeds``
 case then collects its scenario's results (waiting for any still running). The seeds and the
 checks are exactly those of a run in the foreground. ``BOREALIS_SIM_SEEDS`` sets the seeds per
 scenario (30: 240 seeds over the 8 scenarios).
@@ -49,7 +49,8 @@ def start(items: list[pytest.Item]) -> None:
     scenarios = _selected(items)
     if not scenarios or _pool is not None:
         return
-    _pool = ProcessPoolExecutor(os.cpu_count() or 1,
+    # One core short of all: the foreground tests keep a core the seeds never compete for.
+    _pool = ProcessPoolExecutor(max(1, (os.cpu_count() or 1) - 1),
                                 mp_context=multiprocessing.get_context("forkserver"),
                                 initializer=_worker_setup)
     # In the order the tests run (sorted by scenario), so that each waits only for its own.

@@ -11,7 +11,6 @@ import pytest
 
 from borealis.errors import BorealisError
 from borealis.protocol.postgres import alter, tabledef
-from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres.session import SqlSession
 from borealis.protocol.postgres.statement import SequenceOp
 from borealis.protocol.postgres.translate import translate_statement
@@ -37,12 +36,8 @@ def run(conn: apsw.Connection, sql: str) -> list[tuple[Any, ...]]:
             rows = list(conn.execute(text))
         action = statement.action
         if isinstance(action, SequenceOp):
-            if action.op == "alter":
-                alter.run(conn, action.name, *action.args)
-            elif action.op == "add_primary_key":
-                pgschema.add_primary_key(conn, action.name, *action.args)
-            else:
-                raise AssertionError(action)
+            assert action.op == "alter", action
+            alter.run(conn, action.name, *action.args)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -238,3 +233,26 @@ def test_column_edits() -> None:
         'DEFAULT -1 UNIQUE'
     assert typed.with_type("TEXT", None).collation is None
     assert tabledef.Column.parse('"x" TEXT NULL').with_not_null(True).text == '"x" TEXT NOT NULL'
+
+
+def test_several_actions_run_in_order_and_whole(conn: apsw.Connection) -> None:
+    run(conn, "CREATE TABLE t (id int, v text)")
+    run(conn, "INSERT INTO t VALUES (1, 'a'), (2, NULL)")
+    run(conn, "ALTER TABLE t ADD COLUMN n int DEFAULT 0, ADD COLUMN m text, "
+              "ALTER COLUMN v SET DEFAULT 'd', ADD PRIMARY KEY (id)")
+    assert [r[1] for r in conn.execute("PRAGMA table_info(t)")] == ["id", "v", "n", "m"]
+    before = table_sql(conn, "t")
+    fails(conn, "ALTER TABLE t ADD COLUMN x int, ALTER COLUMN v SET NOT NULL", "23502")
+    assert table_sql(conn, "t") == before   # the first action was undone with the second
+    run(conn, "INSERT INTO t (id) VALUES (3)")
+    assert list(conn.execute("SELECT v, n FROM t WHERE id = 3")) == [("d", 0)]
+
+
+def test_drop_column_drops_the_indexes_on_it(conn: apsw.Connection) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, a int, b int)")
+    run(conn, "CREATE INDEX t_a ON t (a)")
+    run(conn, "CREATE INDEX t_ab ON t (a, b)")
+    run(conn, "CREATE INDEX t_b ON t (b)")
+    run(conn, "ALTER TABLE t DROP COLUMN a")
+    assert [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL")] == ["t_b"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from borealis.protocol.postgres import catalog, schema, sqltext
+from borealis.protocol.postgres import alter, catalog, schema, sqltext
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.session import SqlFunctionError, SqlSession
 from borealis.protocol.postgres.translate import (
@@ -44,8 +44,8 @@ def carry_out(conn: apsw.Connection, statement: Statement,
         rows = list(conn.execute(text, params or None))
     action = statement.action
     if isinstance(action, SequenceOp):
-        if action.op == "add_primary_key":
-            schema.add_primary_key(conn, action.name, *action.args)
+        if action.op == "alter":
+            alter.run(conn, action.name, *action.args)
         elif action.op == "create_sequence":
             schema.create_sequence(conn, action.name, dict(action.args[0]), action.args[1])
         elif action.op == "drop_sequence":
@@ -178,7 +178,8 @@ def test_pgbench_initialisation_statements_translate() -> None:
     truncate = translate_statement("truncate table pgbench_accounts, pgbench_history")
     assert truncate.sqlite == ('DELETE FROM "pgbench_accounts"', 'DELETE FROM "pgbench_history"')
     key = translate_statement("alter table pgbench_branches add primary key (bid)")
-    assert key.action == SequenceOp("add_primary_key", "pgbench_branches", (("bid",), ""))
+    assert key.action == SequenceOp("alter", "pgbench_branches",
+                                    (False, ("primary_key", ("bid",), "")))
     vacuum = translate_statement("vacuum analyze pgbench_branches")
     assert vacuum.kind is Kind.UTILITY and vacuum.tag == "VACUUM"
     copy = translate_statement("copy pgbench_accounts from stdin with (freeze on)")

@@ -24,6 +24,7 @@ from typing import Any
 import apsw
 
 from borealis.errors import SqlError
+from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.ddl import DefaultSpec, default_sql, quote_identifier
 from borealis.protocol.postgres.statement import TranslationError, unsupported
@@ -280,29 +281,51 @@ CHANGES: dict[str, Callable[..., None]] = {
 
 
 def run(conn: apsw.Connection, table: str, if_exists: bool, change: tuple[Any, ...]) -> None:
-    """Carry out one ``ALTER TABLE`` change (``ddl.Ddl.alter``'s ``SequenceOp``)."""
-    what, args = change[0], change[1:]
-    definition = _definition(conn, table)
-    if definition is None:
+    """Carry out an ``ALTER TABLE`` (``ddl.Ddl.alter``'s ``SequenceOp``): one change, or
+    ``("several", changes)`` made in order, whole or not at all."""
+    if _definition(conn, table) is None:
         if if_exists:
             return
         raise SqlError(f'relation "{table}" does not exist', "42P01")
     with _atomic(conn):
-        if what == "sql":      # SQLite's own ALTER TABLE, run once the table is known
-            for statement in args[0]:
-                conn.execute(statement)
-        elif what == "add_column":
-            name, sql, if_not_exists = args
-            if not (if_not_exists and _column_exists(conn, table, name)):
-                conn.execute(sql)
-        elif what == "drop_column":
-            name, if_exists_column = args
-            if _column_exists(conn, table, name):
-                conn.execute(f"ALTER TABLE {quote_identifier(table)} DROP COLUMN "
-                             f"{quote_identifier(name)}")
-            elif not if_exists_column:
-                raise _missing_column(table, name)
-        elif what in CHANGES:
-            CHANGES[what](conn, table, definition, *args)
-        else:  # pragma: no cover - ddl.Ddl.alter makes only the changes above
-            raise TranslationError(f"unknown ALTER TABLE change {what}", "XX000")
+        for one in (change[1] if change[0] == "several" else (change,)):
+            _apply(conn, table, one)
+
+
+def _apply(conn: apsw.Connection, table: str, change: tuple[Any, ...]) -> None:
+    what, args = change[0], change[1:]
+    if what == "sql":      # SQLite's own ALTER TABLE, run once the table is known
+        for statement in args[0]:
+            conn.execute(statement)
+    elif what == "add_column":
+        name, sql, if_not_exists = args
+        if not (if_not_exists and _column_exists(conn, table, name)):
+            conn.execute(sql)
+    elif what == "drop_column":
+        name, if_exists_column = args
+        if _column_exists(conn, table, name):
+            drop_column(conn, table, name)
+        elif not if_exists_column:
+            raise _missing_column(table, name)
+    elif what == "primary_key":
+        keys, constraint = args
+        pgschema.add_primary_key(conn, table, keys, constraint)
+    elif what in CHANGES:
+        definition = _definition(conn, table)
+        assert definition is not None
+        CHANGES[what](conn, table, definition, *args)
+    else:  # pragma: no cover - ddl.Ddl.alter makes only the changes above
+        raise TranslationError(f"unknown ALTER TABLE change {what}", "XX000")
+
+
+def drop_column(conn: apsw.Connection, table: str, name: str) -> None:
+    """DROP COLUMN: the indexes on the column go with it, as in PostgreSQL (SQLite refuses
+    to drop an indexed column)."""
+    for index, in list(conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? "
+            "COLLATE NOCASE AND sql IS NOT NULL", (table,))):
+        used = {str(row[0]).lower() for row in conn.execute(
+            "SELECT name FROM pragma_index_info(?) WHERE name IS NOT NULL", (index,))}
+        if name.lower() in used:
+            conn.execute(f"DROP INDEX {quote_identifier(index)}")
+    conn.execute(f"ALTER TABLE {quote_identifier(table)} DROP COLUMN {quote_identifier(name)}")

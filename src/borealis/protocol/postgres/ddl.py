@@ -353,18 +353,17 @@ class Ddl:
         if str(tree.args.get("kind") or "TABLE").upper() != "TABLE":
             raise unsupported(f"ALTER {str(tree.args.get('kind')).upper()}")
         actions = tree.args.get("actions") or []
-        if len(actions) != 1:
-            raise unsupported("ALTER TABLE with several actions")
-        change = self._alter_change(table, actions[0])
-        if isinstance(change, Statement):
-            return change
+        if not actions:
+            raise TranslationError("syntax error in ALTER TABLE", "42601")
+        changes = [self._alter_change(table, action) for action in actions]
+        change = changes[0] if len(changes) == 1 else ("several", tuple(changes))
         if_exists = bool(tree.args.get("exists"))
         if change[0] == "sql" and not if_exists:
             return Statement(Kind.DDL, "ALTER TABLE", change[1], read_only=False)
         return Statement(Kind.DDL, "ALTER TABLE", (), read_only=False,
                          action=SequenceOp("alter", table, (if_exists, change)))
 
-    def _alter_change(self, table: str, action: exp.Expression) -> tuple[Any, ...] | Statement:
+    def _alter_change(self, table: str, action: exp.Expression) -> tuple[Any, ...]:
         """One ALTER TABLE action: SQLite statements (``("sql", statements)``), or a change
         for ``alter.run`` to make once the table is known."""
         if isinstance(action, exp.ColumnDef):  # ADD COLUMN
@@ -411,9 +410,7 @@ class Ddl:
             constraint_name, inner = "", add
         if isinstance(inner, exp.PrimaryKey):
             cols = tuple(c.name.lower() for c in inner.expressions)
-            return Statement(Kind.DDL, "ALTER TABLE", (), read_only=False,
-                             action=SequenceOp("add_primary_key", table,
-                                               (cols, constraint_name)))
+            return ("primary_key", cols, constraint_name)
         if isinstance(inner, exp.UniqueColumnConstraint):
             target = inner.this
             cols_src = target.expressions if isinstance(target, exp.Schema) else inner.expressions

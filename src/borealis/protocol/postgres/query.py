@@ -478,10 +478,6 @@ class QueryProtocol:
         if op == "alter":
             if_exists, change = args
             await self.session.call(lambda c: pgalter.run(c, action.name, if_exists, change))
-        elif op == "add_primary_key":
-            keys, constraint = args
-            await self.session.call(
-                lambda c: pgschema.add_primary_key(c, action.name, keys, constraint))
         elif op == "create_sequence":
             options, if_not_exists = args
             await self.session.call(lambda c: pgschema.create_sequence(

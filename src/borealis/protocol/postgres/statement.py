@@ -112,7 +112,7 @@ class SequenceOp:
     """Statements on sequences and tables that need more than one SQLite statement,
     carried out by the server against the schema (``schema``)."""
 
-    op: str                    # create_sequence, drop_sequence, add_primary_key, truncate,
+    op: str                    # alter, create_sequence, drop_sequence, truncate,
     #                            drop_owned, drop_cascade
     name: str = ""
     args: tuple[Any, ...] = ()
