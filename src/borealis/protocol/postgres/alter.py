@@ -27,7 +27,11 @@ from borealis.errors import SqlError
 from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.ddl import DefaultSpec, default_sql, quote_identifier
-from borealis.protocol.postgres.statement import TranslationError, unsupported
+from borealis.protocol.postgres.statement import (
+    UNIQUE_CONSTRAINT_MARK,
+    TranslationError,
+    unsupported,
+)
 from borealis.protocol.postgres.tabledef import Column, TableDef, parse
 
 _INTEGERS = frozenset({"int2", "int4", "int8"})
@@ -258,7 +262,7 @@ def drop_constraint(conn: apsw.Connection, table: str, definition: TableDef, nam
         return
     indexes = list(conn.execute(
         "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? COLLATE NOCASE "
-        "AND name = ? COLLATE NOCASE AND sql LIKE 'CREATE UNIQUE INDEX%'", (table, name)))
+        "AND name = ? COLLATE NOCASE AND sql LIKE ?", (table, name, f"%{UNIQUE_CONSTRAINT_MARK}")))
     if indexes:
         conn.execute(f"DROP INDEX {quote_identifier(indexes[0][0])}")
         return

@@ -65,6 +65,7 @@ import apsw
 from borealis.protocol.postgres import catalog_functions as fn
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.catalog_functions import CatalogError, quote_ident
+from borealis.protocol.postgres.statement import UNIQUE_CONSTRAINT_MARK
 
 __all__ = ["CATALOG_FUNCTIONS", "CATALOG_TABLE_FUNCTIONS", "Catalog", "CatalogError",
            "catalog_column_types", "catalog_table_name", "install"]
@@ -431,7 +432,12 @@ class _SchemaReader:
                           unique=bool(unique), primary=primary, keys=keys, columns=columns,
                           expressions=expressions, descending=descending,
                           predicate=ddl_index.predicate, sqlite_name=index_name)
-            if origin in ("pk", "u"):
+            if unique and origin == "c" and sql and sql.rstrip().endswith(UNIQUE_CONSTRAINT_MARK):
+                # ALTER TABLE ... ADD CONSTRAINT ... UNIQUE: a constraint, named as its index
+                constraint = new_constraint("u", index_name, keys, index_oid=index.oid)
+                index.constraint_oid = constraint.oid
+                self.taken.add(index_name)
+            elif origin in ("pk", "u"):
                 kind = "p" if primary else "u"
                 found = ddl_constraint(kind, columns)
                 if found is not None and found.name:

@@ -27,6 +27,7 @@ from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.numeric import NUMERIC_COLLATION, SqlFunctionError
 from borealis.protocol.postgres.rewrite import Rewriter, literal_int
 from borealis.protocol.postgres.statement import (
+    UNIQUE_CONSTRAINT_MARK,
     Kind,
     SequenceOp,
     Statement,
@@ -355,7 +356,21 @@ class Ddl:
         actions = tree.args.get("actions") or []
         if not actions:
             raise TranslationError("syntax error in ALTER TABLE", "42601")
-        changes = [self._alter_change(table, action) for action in actions]
+        options = tree.args.get("options") or []
+        if options:
+            # ALTER TABLE t RENAME c TO d (COLUMN is optional): sqlglot reads a table rename
+            # to c with a "TO d" option; anything else there is not understood
+            to = options[0]
+            if len(options) == 1 and len(actions) == 1 and isinstance(to, exp.ToTableProperty) \
+                    and isinstance(actions[0], exp.AlterRename):
+                old, new = _column_name(actions[0].this.this), _column_name(to.this.this)
+                changes: list[tuple[Any, ...]] = [("sql", (
+                    f"ALTER TABLE {quote_identifier(table)} RENAME COLUMN "
+                    f"{quote_identifier(old)} TO {quote_identifier(new)}",))]
+            else:
+                raise unsupported(f"ALTER TABLE {tree.sql('postgres')[:60]}")
+        else:
+            changes = [self._alter_change(table, action) for action in actions]
         change = changes[0] if len(changes) == 1 else ("several", tuple(changes))
         if_exists = bool(tree.args.get("exists"))
         if change[0] == "sql" and not if_exists:
@@ -418,7 +433,7 @@ class Ddl:
             index = constraint_name or f"{table}_{'_'.join(unique_cols)}_key"
             col_sql = ", ".join(quote_identifier(c) for c in unique_cols)
             return ("sql", (f"CREATE UNIQUE INDEX {quote_identifier(index)} ON "
-                            f"{quote_identifier(table)} ({col_sql})",))
+                            f"{quote_identifier(table)} ({col_sql}) {UNIQUE_CONSTRAINT_MARK}",))
         if isinstance(inner, exp.ForeignKey | exp.CheckColumnConstraint | exp.Check):
             item = self.constraint(add)
             check = None

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from borealis.protocol.postgres.exprtypes import Formula
 
 
+UNIQUE_CONSTRAINT_MARK = "/* unique constraint */"
+"""Ends the CREATE UNIQUE INDEX of ``ALTER TABLE ... ADD CONSTRAINT ... UNIQUE`` (SQLite keeps
+the statement's text): the catalog shows such an index as a constraint too."""
+
+
 class TranslationError(BorealisError):
     """A statement that cannot be run; ``sqlstate`` says why."""
 
