@@ -256,3 +256,27 @@ def test_drop_column_drops_the_indexes_on_it(conn: apsw.Connection) -> None:
     run(conn, "ALTER TABLE t DROP COLUMN a")
     assert [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL")] == ["t_b"]
+
+
+def test_rename_without_the_column_keyword_renames_the_column(conn: apsw.Connection) -> None:
+    """``ALTER TABLE t RENAME c TO d`` (Alembic sends it so) renamed the table to c."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, email text)")
+    run(conn, "ALTER TABLE t RENAME email TO mail")
+    assert [r[1] for r in conn.execute("PRAGMA table_info(t)")] == ["id", "mail"]
+    run(conn, "ALTER TABLE IF EXISTS missing RENAME a TO b")
+
+
+def test_drop_column_cascade_and_what_depends_on_the_column(conn: apsw.Connection) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, a int, b int)")
+    run(conn, "CREATE VIEW v AS SELECT id, b FROM t")
+    run(conn, "ALTER TABLE t DROP COLUMN a CASCADE")          # Django sends CASCADE
+    fails(conn, "ALTER TABLE t DROP COLUMN b", "2BP01")        # the view reads it
+    fails(conn, "ALTER TABLE t DROP COLUMN b CASCADE", "0A000")  # PostgreSQL drops the view
+    assert [r[1] for r in conn.execute("PRAGMA table_info(t)")] == ["id", "b"]
+
+
+def test_index_operator_classes_of_btree(conn: apsw.Connection) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, name varchar(20))")
+    run(conn, "CREATE INDEX t_name_like ON t (name varchar_pattern_ops)")   # Django's
+    run(conn, "CREATE INDEX t_id ON t (id int4_ops DESC)")
+    fails(conn, "CREATE INDEX t_j ON t (name jsonb_path_ops)", "0A000")

@@ -592,3 +592,20 @@ def test_pgbench_s_statements_stay_shape_cache_hits() -> None:
     # the INSERT each have two, 7 shapes in all
     assert translator.misses == 7
     assert translator.hits == 200 * 5 - 7
+
+
+def test_unnest_of_several_arrays_and_with_ordinality(conn: apsw.Connection) -> None:
+    """Side by side, the shorter padded with NULLs, as PostgreSQL does (Django 5.2's
+    bulk_create inserts through it); WITH ORDINALITY adds the row number."""
+    assert run(conn, "SELECT * FROM unnest(ARRAY[1, 2, 3], ARRAY['a', 'b'])") == [
+        (1, "a"), (2, "b"), (3, None)]
+    assert run(conn, "SELECT n, s FROM unnest(ARRAY[1, 2], ARRAY['x', 'y']) AS u(n, s) "
+                     "ORDER BY n DESC") == [(2, "y"), (1, "x")]
+    assert run(conn, "SELECT * FROM unnest(ARRAY[5, 6]) WITH ORDINALITY") == [(5, 1), (6, 2)]
+    assert run(conn, "SELECT * FROM unnest(ARRAY[5], ARRAY[7, 8]) WITH ORDINALITY AS t(a, b, i)"
+               ) == [(5, 7, 1), (None, 8, 2)]
+    run(conn, "CREATE TABLE perm (name text, ct int, code text)")
+    run(conn, "INSERT INTO perm (name, ct, code) SELECT * FROM unnest($1::varchar[], "
+              "$2::integer[], $3::varchar[])", ('{"Can add","Can view"}', "{1,2}", "{add,view}"))
+    assert run(conn, "SELECT * FROM perm ORDER BY ct") == [("Can add", 1, "add"),
+                                                           ("Can view", 2, "view")]

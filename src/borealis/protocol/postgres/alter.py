@@ -306,9 +306,9 @@ def _apply(conn: apsw.Connection, table: str, change: tuple[Any, ...]) -> None:
         if not (if_not_exists and _column_exists(conn, table, name)):
             conn.execute(sql)
     elif what == "drop_column":
-        name, if_exists_column = args
+        name, if_exists_column, cascade = args
         if _column_exists(conn, table, name):
-            drop_column(conn, table, name)
+            drop_column(conn, table, name, cascade)
         elif not if_exists_column:
             raise _missing_column(table, name)
     elif what == "primary_key":
@@ -322,9 +322,11 @@ def _apply(conn: apsw.Connection, table: str, change: tuple[Any, ...]) -> None:
         raise TranslationError(f"unknown ALTER TABLE change {what}", "XX000")
 
 
-def drop_column(conn: apsw.Connection, table: str, name: str) -> None:
+def drop_column(conn: apsw.Connection, table: str, name: str, cascade: bool) -> None:
     """DROP COLUMN: the indexes on the column go with it, as in PostgreSQL (SQLite refuses
-    to drop an indexed column)."""
+    to drop an indexed column). What else uses the column (a view, a constraint, a trigger)
+    makes SQLite refuse: without CASCADE that is PostgreSQL's refusal too (2BP01); with it,
+    PostgreSQL would drop those objects, which Borealis does not do (0A000)."""
     for index, in list(conn.execute(
             "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? "
             "COLLATE NOCASE AND sql IS NOT NULL", (table,))):
@@ -332,4 +334,12 @@ def drop_column(conn: apsw.Connection, table: str, name: str) -> None:
             "SELECT name FROM pragma_index_info(?) WHERE name IS NOT NULL", (index,))}
         if name.lower() in used:
             conn.execute(f"DROP INDEX {quote_identifier(index)}")
-    conn.execute(f"ALTER TABLE {quote_identifier(table)} DROP COLUMN {quote_identifier(name)}")
+    try:
+        conn.execute(f"ALTER TABLE {quote_identifier(table)} DROP COLUMN "
+                     f"{quote_identifier(name)}")
+    except apsw.SQLError as exc:
+        if cascade:
+            raise unsupported(f"DROP COLUMN ... CASCADE of a column other objects use "
+                              f"({exc})") from None
+        raise SqlError(f'cannot drop column {name} of table {table} because other objects '
+                       f"depend on it ({exc})", "2BP01") from None

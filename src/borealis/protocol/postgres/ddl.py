@@ -80,6 +80,19 @@ def _storage_literal(value: Any) -> str:
     return sql_literal(str(value))
 
 
+_PATTERN_OPCLASSES = frozenset({"text_pattern_ops", "varchar_pattern_ops", "bpchar_pattern_ops"})
+
+
+def _btree_key(key: exp.Opclass) -> exp.Expression:
+    """An index key with a B-tree operator class: the key itself. The pattern classes
+    (Django makes them for LIKE 'x%') order text byte by byte, as Borealis' text compares,
+    and a type's default class (int4_ops...) is what the index uses anyway."""
+    name = key.expression.name.lower() if key.expression is not None else ""
+    if name in _PATTERN_OPCLASSES or (name.endswith("_ops") and name[:-4] in pgtypes.BY_NAME):
+        return key.this
+    raise unsupported(f"the operator class {name}")
+
+
 def _column_name(node: exp.Expression) -> str:
     identifier = node.this if isinstance(node, exp.Column) else node
     if isinstance(identifier, exp.Identifier):
@@ -291,6 +304,8 @@ class Ddl:
         columns = []
         for column in params.args["columns"]:
             expr = column.this if isinstance(column, exp.Ordered) else column
+            if isinstance(expr, exp.Opclass):
+                expr = _btree_key(expr)
             text = generate(self.rw.rewrite(expr))
             if isinstance(column, exp.Ordered) and column.args.get("desc"):
                 text += " DESC"
@@ -403,12 +418,14 @@ class Ddl:
         if isinstance(action, exp.Drop):
             dropped_kind = str(action.args.get("kind", "")).upper()
             dropped = (action.args.get("tables") or [action.this])[0]
-            if action.args.get("cascade"):
-                raise unsupported(f"DROP {dropped_kind} ... CASCADE")
+            cascade = bool(action.args.get("cascade"))
             if dropped_kind == "COLUMN":
                 if not isinstance(dropped, exp.Column | exp.Identifier):
                     raise TranslationError("syntax error in DROP COLUMN", "42601")
-                return ("drop_column", _column_name(dropped), bool(action.args.get("exists")))
+                return ("drop_column", _column_name(dropped), bool(action.args.get("exists")),
+                        cascade)
+            if cascade:
+                raise unsupported(f"DROP {dropped_kind} ... CASCADE")
             if dropped_kind == "CONSTRAINT":
                 return ("drop_constraint", _column_name(dropped),
                         bool(action.args.get("exists")))

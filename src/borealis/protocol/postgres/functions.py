@@ -614,8 +614,8 @@ def generate_subscripts(array: Any, dimension: Any, reverse: Any = 0,
         yield value, ordinality
 
 
-ROWS_FROM_FUNCTIONS_MAX = 8
-ROWS_FROM_ARGUMENTS_MAX = 24
+ROWS_FROM_FUNCTIONS_MAX = 32   # Django's bulk_create: unnest() of an array per field
+ROWS_FROM_ARGUMENTS_MAX = 64
 
 
 def rows_from(spec: Any, *arguments: Any) -> Iterator[tuple[Any, ...]]:

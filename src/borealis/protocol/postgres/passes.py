@@ -212,8 +212,14 @@ def _srf_table(name: str, args: list[exp.Expression]) -> tuple[exp.Expression, l
         return call("_pg_generate_subscripts", args[0], args[1], reverse, lower), [
             "value", "ordinality"]
     if name == "unnest":
-        if len(args) != 1:
-            raise unsupported("unnest() of several arrays")
+        if len(args) > 1:  # unnest(a, b, ...): the arrays side by side (ROWS FROM)
+            if len(args) > ROWS_FROM_FUNCTIONS_MAX:
+                raise unsupported(f"unnest() of more than {ROWS_FROM_FUNCTIONS_MAX} arrays")
+            spec = ",".join(["_pg_unnest:1"] * len(args))
+            return call("_pg_rows_from", string_literal(spec), *args), [
+                *(f"v{i}" for i in range(len(args))), "ordinality"]
+        if not args:
+            raise TranslationError("function unnest() does not exist", "42883")
         return call("_pg_unnest", args[0]), ["value", "ordinality"]
     if name == "generate_series":
         return call("_pg_generate_series", *args), ["value", "ordinality"]
@@ -278,7 +284,7 @@ def _from_function(select: exp.Select, item: exp.Expression,
     name, args = found
     if isinstance(node, exp.Unnest):
         offset = node.args.get("offset")
-        if isinstance(offset, exp.Identifier):
+        if offset is True or isinstance(offset, exp.Identifier):  # WITH ORDINALITY [AS t(.., n)]
             ordinality = True
         alias = alias or node.args.get("alias")
     table_name = alias.name.lower() if alias is not None and alias.name else name
@@ -294,13 +300,14 @@ def _from_function(select: exp.Select, item: exp.Expression,
                 raise unsupported(f"{name}() WITH ORDINALITY over another table's column")
             pg_columns.append(columns[1] if len(columns) > 1 else "ordinality")
     else:
-        pg_columns = [columns[0] if columns else table_name]
+        width = len(sqlite_columns) - 1   # the values, without the ordinality
+        pg_columns = [columns[i] if i < len(columns) else table_name for i in range(width)]
         if ordinality:
             offset_name = None
             if isinstance(node, exp.Unnest) and isinstance(node.args.get("offset"),
                                                            exp.Identifier):
                 offset_name = node.args["offset"].name
-            pg_columns.append(offset_name or (columns[1] if len(columns) > 1
+            pg_columns.append(offset_name or (columns[width] if len(columns) > width
                                               else "ordinality"))
     if lateral:
         replacement: exp.Expression = exp.Table(this=source, alias=exp.TableAlias(

@@ -1,0 +1,81 @@
+"""Django against a Borealis writer (tests/compat/test_django.py runs a copy of this
+directory in a process of its own: Django's settings are global). Makes and runs the
+migrations of Django's own apps and a small one (``shop``), then uses the ORM as
+applications do; prints one JSON line of results."""
+
+import datetime as dt
+import decimal
+import json
+import sys
+from pathlib import Path
+
+import django
+from django.conf import settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+host, port = sys.argv[1], sys.argv[2]
+settings.configure(
+    INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes",
+                    "django.contrib.sessions", "django.contrib.admin",
+                    "django.contrib.messages", "shop"],
+    DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "HOST": host,
+                           "PORT": port, "NAME": "postgres", "USER": "postgres"}},
+    USE_TZ=True, SECRET_KEY="test", DEFAULT_AUTO_FIELD="django.db.models.BigAutoField")
+django.setup()
+
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import IntegrityError, transaction  # noqa: E402
+from django.db.models import Count, F, Q, Sum  # noqa: E402
+from shop.models import Customer, Order  # noqa: E402
+
+call_command("makemigrations", "shop", verbosity=0)   # into this copy of the app
+call_command("migrate", verbosity=0, interactive=False)
+
+out = {}
+user = User.objects.create_user("alice", "alice@example.org", "secret")
+user.groups.add(Group.objects.create(name="staff"))
+out["staff"] = User.objects.filter(groups__name="staff").count()
+out["iexact"] = User.objects.get(username__iexact="ALICE").email
+out["password_ok"] = User.objects.get(username="alice").check_password("secret")
+
+ann = Customer.objects.create(name="Ann", email="ann@example.org", vip=True,
+                              profile={"tier": "gold", "tags": ["a", "b"]})
+bob = Customer.objects.create(name="Bob", profile={"tier": "silver"})
+Order.objects.bulk_create([
+    Order(customer=ann, total=decimal.Decimal("10.50"), placed=dt.date(2024, 1, 5)),
+    Order(customer=ann, total=decimal.Decimal("4.25"), placed=dt.date(2024, 2, 1), note="gift"),
+    Order(customer=bob, total=decimal.Decimal("99.99"), placed=dt.date(2023, 12, 31)),
+])
+out["totals"] = [(c.name, str(c.spent), c.n) for c in Customer.objects.annotate(
+    spent=Sum("orders__total"), n=Count("orders")).order_by("name")]
+out["gold"] = list(Customer.objects.filter(profile__tier="gold").values_list("name", flat=True))
+out["in_2024"] = Order.objects.filter(placed__year=2024).count()
+out["either"] = sorted(Order.objects.filter(Q(note__isnull=False) | Q(total__gt=50))
+                       .values_list("customer__name", flat=True))
+out["startswith"] = list(Customer.objects.filter(name__startswith="A").values_list("name",
+                                                                                   flat=True))
+Order.objects.filter(customer=ann).update(total=F("total") + 1)
+out["after_update"] = [str(t) for t in Order.objects.filter(customer=ann)
+                       .values_list("total", flat=True)]
+out["prefetch"] = [(c.name, len(c.orders.all())) for c in
+                   Customer.objects.prefetch_related("orders").order_by("name")]
+out["select_related"] = [o.customer.name for o in Order.objects.select_related("customer")]
+try:
+    with transaction.atomic():
+        Customer.objects.create(name="Ann")
+except IntegrityError:
+    out["unique"] = "refused"
+with transaction.atomic():
+    Customer.objects.create(name="Cy")
+    try:
+        with transaction.atomic():   # a savepoint
+            Customer.objects.create(name="Cy")
+    except IntegrityError:
+        out["savepoint"] = "rolled back"
+out["customers"] = Customer.objects.count()
+obj, created = Customer.objects.get_or_create(name="Dee", defaults={"vip": True})
+out["get_or_create"] = [created, Customer.objects.get_or_create(name="Dee")[1]]
+bob.delete()
+out["after_delete"] = [Customer.objects.filter(name="Bob").exists(), Order.objects.count()]
+print(json.dumps(out))
