@@ -231,3 +231,40 @@ INSERT 0 2
 (1 row)
 
 """  # noqa: W291
+
+
+def test_du_df_and_db_print_what_postgresql_prints(schema: Cluster) -> None:
+    """Byte for byte what PostgreSQL 15 printed on a fresh cluster (no functions, the two
+    built-in tablespaces, the one superuser)."""
+    assert psql(schema, "-c", r"\du") == """\
+                                   List of roles
+ Role name |                         Attributes                         | Member of 
+-----------+------------------------------------------------------------+-----------
+ postgres  | Superuser, Create role, Create DB, Replication, Bypass RLS | {}
+
+"""  # noqa: W291
+    assert psql(schema, "-c", r"\df") == """\
+                       List of functions
+ Schema | Name | Result data type | Argument data types | Type 
+--------+------+------------------+---------------------+------
+(0 rows)
+
+"""  # noqa: W291
+    assert psql(schema, "-c", r"\db") == """\
+       List of tablespaces
+    Name    |  Owner   | Location 
+------------+----------+----------
+ pg_default | postgres | 
+ pg_global  | postgres | 
+(2 rows)
+
+"""  # noqa: W291
+
+
+def test_a_catalog_table_borealis_lacks_is_named_in_the_error(schema: Cluster) -> None:
+    host, port = schema.writer_address
+    done = subprocess.run(["psql", "-X", "-h", host, "-p", str(port), "-U", "postgres",
+                           "-d", "postgres", "-c", r"\do"], capture_output=True, text=True,
+                          timeout=60, check=False,
+                          env={**os.environ, "PGSSLMODE": "disable"})
+    assert "pg_catalog.pg_operator is not supported by Borealis" in done.stderr

@@ -305,3 +305,18 @@ def test_to_char_formats_as_postgres(cluster: Cluster) -> None:
                        "-1,234,567.5")
         with pytest.raises(errors.FeatureNotSupported):
             conn.execute("SELECT to_char(amount, 'RN') FROM tc_sales")
+
+
+def test_an_empty_result_still_describes_its_columns(cluster: Cluster) -> None:
+    """A query with no row is described like any other (it had no columns in the simple
+    protocol: psql printed no header, pandas lost the column names)."""
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pc_empty (k int, v text)")
+        with psycopg.ClientCursor(conn) as cursor:   # the simple protocol
+            cursor.execute("SELECT * FROM pc_empty WHERE k > 5")
+            assert cursor.description is not None and cursor.fetchall() == []
+            assert [(d.name, d.type_code) for d in cursor.description] == [
+                ("k", 23), ("v", 25)]
+        cursor = conn.execute("SELECT k, v FROM pc_empty")   # the extended protocol
+        assert cursor.description is not None
+        assert [(d.name, d.type_code) for d in cursor.description] == [("k", 23), ("v", 25)]

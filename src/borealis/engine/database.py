@@ -456,7 +456,10 @@ class Session:
             try:
                 description = cursor.get_description()
             except apsw.ExecutionCompleteError:
-                description = ()  # the last statement returns no rows
+                # it finished at once: no row, or no result at all (DML). A query with no
+                # row still has columns (a client prints their names): describe it again,
+                # prepared and not run.
+                description = _described(conn, sql, params) if _is_query(sql) else ()
             columns = [d[0] for d in description]
             decltypes: list[str | None] = [d[1] for d in description]
             rows = cursor.fetchall()
@@ -589,3 +592,26 @@ def _pragma_refusal(name: str, value: str, db: Database) -> str | None:
                 f"{db._state.page_size}")
     return None
 
+
+
+_QUERY_WORDS = ("select", "with", "values")
+
+
+def _is_query(sql: str) -> bool:
+    return sql.lstrip()[:6].lower().startswith(_QUERY_WORDS)
+
+
+def _described(conn: apsw.Connection, sql: str, params: Any) -> tuple[tuple[str, str], ...]:
+    """The columns of ``sql``'s statement, prepared but not run: an exec tracer reads them
+    and stops it before its first step."""
+    found: list[tuple[tuple[str, str], ...]] = [()]
+
+    def trace(cursor: apsw.Cursor, _sql: str, _bindings: Any) -> bool:
+        found[0] = tuple(cursor.get_description())
+        return False
+
+    cursor = conn.cursor()
+    cursor.exec_trace = trace
+    with contextlib.suppress(apsw.ExecTraceAbort):
+        cursor.execute(sql, params)
+    return found[0]

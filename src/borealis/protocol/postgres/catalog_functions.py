@@ -883,8 +883,14 @@ class _Functions:
 
     @staticmethod
     def null(*_args: Any) -> None:
-        """Comments, triggers, extended statistics: Borealis has none."""
+        """Comments, triggers, extended statistics, functions' signatures: Borealis has
+        none (pg_proc is empty: no function can be created)."""
         return None
+
+    @staticmethod
+    def pg_tablespace_location(_oid: Any) -> str:
+        """pg_default and pg_global, the two tablespaces, are in the data directory: ''."""
+        return ""
 
     @staticmethod
     def pg_encoding_to_char(number: Any) -> str:
@@ -1085,7 +1091,11 @@ FUNCTIONS: dict[str, tuple[str, bool]] = {
     "pg_get_serial_sequence": (_SAME, False), "pg_get_userbyid": (_SAME, False),
     "pg_get_triggerdef": ("null", False), "pg_get_statisticsobjdef_columns": ("null", False),
     "obj_description": ("null", False), "col_description": ("null", False),
-    "shobj_description": ("null", False),
+    "shobj_description": ("null", False), "pg_get_function_result": ("null", False),
+    "pg_get_function_arguments": ("null", False),
+    "pg_get_function_identity_arguments": ("null", False),
+    "pg_function_is_visible": ("granted", False),
+    "pg_tablespace_location": (_SAME, False),
     "has_table_privilege": ("granted", False), "has_schema_privilege": ("granted", False),
     "has_database_privilege": ("granted", False), "has_column_privilege": ("granted", False),
     "has_sequence_privilege": ("granted", False), "has_function_privilege": ("granted", False),

@@ -367,6 +367,8 @@ _spec("pg_catalog", "pg_roles", (12000, 12002, 12001), "v",
 _spec("pg_catalog", "pg_user", (12014, 12016, 12015), "v",
       "usename:name usesysid:oid usecreatedb:bool usesuper:bool userepl:bool "
       "usebypassrls:bool passwd:text valuntil:timestamptz useconfig:_text", _pg_user)
+_spec("pg_catalog", "pg_auth_members", (1261, 2843, 10058), "r",  # no role is in another
+      "roleid:oid member:oid grantor:oid admin_option:bool", _empty)
 _spec("pg_catalog", "pg_authid", (1260, 2842, 10057), "r",
       "oid:oid rolname:name rolsuper:bool rolinherit:bool rolcreaterole:bool "
       "rolcreatedb:bool rolcanlogin:bool rolreplication:bool rolbypassrls:bool "

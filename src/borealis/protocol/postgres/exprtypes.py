@@ -289,7 +289,9 @@ FUNCTION_TYPES: dict[str, int] = {
     "current_user": 19, "session_user": 19, "pg_backend_pid": 23,
     "aurora_db_instance_identifier": 25, "format_type": 25,
     "pg_get_expr": 25, "pg_get_indexdef": 25, "pg_get_constraintdef": 25,
-    "pg_get_viewdef": 25, "pg_get_userbyid": 19, "pg_table_is_visible": 16,
+    "pg_get_viewdef": 25, "pg_get_userbyid": 19, "pg_get_function_result": 25,
+    "pg_get_function_arguments": 25, "pg_get_function_identity_arguments": 25,
+    "pg_function_is_visible": 16, "pg_tablespace_location": 25, "pg_table_is_visible": 16,
     "pg_type_is_visible": 16, "pg_is_in_recovery": 16, "has_table_privilege": 16,
     "has_schema_privilege": 16, "has_database_privilege": 16, "pg_has_role": 16,
     "pg_get_serial_sequence": 25, "to_regclass": 2205, "to_regtype": 2206,
@@ -426,6 +428,12 @@ def derive(node: exp.Expression, kinds: tuple[str, ...] = (),
         return _rule("to_numeric" if decimals is not None else "to_float", sub(node.this))
     if isinstance(node, exp.Floor | exp.Ceil | exp.Sign):
         return _rule("to_float", sub(node.this))
+    if isinstance(node, exp.Array) and node.expressions:
+        body = _query_body(node.expressions[0])
+        if isinstance(body, exp.Select):  # ARRAY(subquery): its one column's array type
+            return _rule("array", sub(body.expressions[0])) \
+                if len(node.expressions) == 1 and len(body.expressions) == 1 else NOT_KNOWN
+        return _rule("array", _rule("common", *(sub(e) for e in node.expressions)))
     if isinstance(node, exp.ArrayAgg):
         element = node.this.this if isinstance(node.this, exp.Order) else node.this
         return _rule("array", sub(element))

@@ -552,6 +552,8 @@ class Rewriter:
             if alias is not None:
                 out.set("alias", alias)
             return out
+        if schema in ("pg_catalog", "information_schema"):
+            raise unsupported(f"the catalog table {schema}.{name}")
         if schema not in (None, "public"):
             raise TranslationError(f'schema "{schema}" does not exist', "3F000")
         if schema == "public":
