@@ -4,7 +4,9 @@ BooleanField, DateTimeField, JSONField, UUIDField, DecimalField, DateField, a Fo
 an index), then the ORM: users and groups, bulk_create (Django 5.2 inserts through
 ``unnest()`` of one array per field), annotate/aggregate, JSON lookups, date lookups, Q,
 F() updates, prefetch_related, select_related, unique violations, savepoints,
-get_or_create, cascading deletes. The expected values are what the same script printed
+get_or_create, cascading deletes; then a second migration (``shop/models_v2.py``: a field
+added with an index, fields widened, one renamed, one made NOT NULL with a default, a
+foreign key added) and the ORM on the new models. The expected values are what the same script printed
 against PostgreSQL 15 on this machine (2026-11-27).
 
 Django's settings are global to a process, so the app runs in a process of its own, from a
@@ -30,7 +32,8 @@ EXPECTED = {  # PostgreSQL 15
     "either": ["Ann", "Bob"], "startswith": ["Ann"], "after_update": ["11.50", "5.25"],
     "prefetch": [["Ann", 2], ["Bob", 1]], "select_related": ["Ann", "Ann", "Bob"],
     "unique": "refused", "savepoint": "rolled back", "customers": 3,
-    "get_or_create": [True, False], "after_delete": [False, 2]}
+    "get_or_create": [True, False], "after_delete": [False, 2],
+    "v2_settings": "gold", "v2_city": "EEE", "v2_notes": ["", "", "gift"], "v2_referred": 1}
 
 
 def run_site(tmp_path: Path, host: str, port: int) -> dict[str, object]:

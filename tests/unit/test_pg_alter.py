@@ -11,6 +11,7 @@ import pytest
 
 from borealis.errors import BorealisError
 from borealis.protocol.postgres import alter, tabledef
+from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres.session import SqlSession
 from borealis.protocol.postgres.statement import SequenceOp
 from borealis.protocol.postgres.translate import translate_statement
@@ -280,3 +281,25 @@ def test_index_operator_classes_of_btree(conn: apsw.Connection) -> None:
     run(conn, "CREATE INDEX t_name_like ON t (name varchar_pattern_ops)")   # Django's
     run(conn, "CREATE INDEX t_id ON t (id int4_ops DESC)")
     fails(conn, "CREATE INDEX t_j ON t (name jsonb_path_ops)", "0A000")
+
+
+def test_set_constraints_immediate_checks_what_is_pending(conn: apsw.Connection) -> None:
+    run(conn, "CREATE TABLE parent (id int PRIMARY KEY)")
+    run(conn, "CREATE TABLE child (id int PRIMARY KEY, p int REFERENCES parent (id) "
+              "DEFERRABLE INITIALLY DEFERRED)")
+    statement = translate_statement('SET CONSTRAINTS "child_p_fkey" IMMEDIATE')
+    assert statement.action == SequenceOp("set_constraints", args=("immediate",))
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO child VALUES (1, 7)")   # deferred: no error yet
+    with pytest.raises(BorealisError) as failure:
+        pgschema.set_constraints(conn, "immediate")
+    assert failure.value.sqlstate == "23503"
+    conn.execute("ROLLBACK")
+    # DEFERRED: even a key that is not deferrable is checked at the commit only
+    run(conn, "CREATE TABLE strict (id int PRIMARY KEY, p int REFERENCES parent (id))")
+    conn.execute("BEGIN")
+    pgschema.set_constraints(conn, "deferred")
+    conn.execute("INSERT INTO strict VALUES (1, 7)")
+    conn.execute("INSERT INTO parent VALUES (7)")
+    conn.execute("COMMIT")
+    assert list(conn.execute("SELECT p FROM strict")) == [(7,)]

@@ -78,4 +78,33 @@ obj, created = Customer.objects.get_or_create(name="Dee", defaults={"vip": True}
 out["get_or_create"] = [created, Customer.objects.get_or_create(name="Dee")[1]]
 bob.delete()
 out["after_delete"] = [Customer.objects.filter(name="Bob").exists(), Order.objects.count()]
+# A second migration: the models of models_v2.py (RenameField is asked interactively by
+# makemigrations, so it is answered here: profile became settings).
+models_file = Path(__file__).parent / "shop" / "models.py"
+Order.objects.filter(note__isnull=True).update(note="")
+models_file.write_text((models_file.parent / "models_v2.py").read_text())
+from django.db.migrations.questioner import InteractiveMigrationQuestioner  # noqa: E402
+
+InteractiveMigrationQuestioner.ask_rename = lambda *args, **kwargs: True  # type: ignore
+import importlib  # noqa: E402
+
+import shop.models  # noqa: E402
+from django.apps import apps  # noqa: E402
+
+apps.all_models["shop"].clear()
+apps.clear_cache()
+importlib.reload(shop.models)
+call_command("makemigrations", "shop", verbosity=0, interactive=True)
+call_command("migrate", verbosity=0, interactive=False)
+from shop.models import Customer as Customer2  # noqa: E402
+from shop.models import Order as Order2  # noqa: E402
+
+cy = Customer2.objects.get(name="Cy")
+Customer2.objects.create(name="E" * 150, city="Oslo", settings={"x": 1})
+Order2.objects.create(customer=cy, total=decimal.Decimal("1234567890.12"),
+                      placed=dt.date(2024, 5, 5), referrer=Customer2.objects.get(name="Ann"))
+out["v2_settings"] = Customer2.objects.get(name="Ann").settings["tier"]
+out["v2_city"] = Customer2.objects.get(city="Oslo").name[:3]
+out["v2_notes"] = sorted(Order2.objects.values_list("note", flat=True))
+out["v2_referred"] = Order2.objects.filter(referrer__name="Ann").count()
 print(json.dumps(out))

@@ -491,6 +491,9 @@ class QueryProtocol:
                 await self.session.call(lambda c: pgschema.restart_owned_sequences(c, tables))
         elif op == "drop_owned":
             await self.session.call(lambda c: pgschema.drop_owned_sequences(c, args))
+        elif op == "set_constraints":
+            mode = args[0]
+            await self.session.call(lambda c: pgschema.set_constraints(c, mode))
         elif op == "drop_cascade":
             cleanup = args[1]
             await self.session.call(lambda c: pgschema.drop_owned_sequences(c, cleanup))

@@ -311,3 +311,25 @@ def check_tables_exist(conn: apsw.Connection, tables: tuple[str, ...]) -> None:
         if not list(conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND "
                                  "name = ?", (table,))):
             raise SqlError(f'relation "{table}" does not exist', "42P01")
+
+
+def set_constraints(conn: apsw.Connection, mode: str) -> None:
+    """SET CONSTRAINTS {ALL | name, ...} DEFERRED | IMMEDIATE, for the rest of the
+    transaction; named constraints are taken as ALL (Django names the foreign key it just
+    added, to check it at once).
+
+    SQLite checks a DEFERRABLE INITIALLY DEFERRED foreign key at the commit and any other at
+    the statement, and has one switch, ``defer_foreign_keys``, that defers them all.
+    DEFERRED turns it on. IMMEDIATE checks now what is pending (23503 for a row that breaks
+    a foreign key, as PostgreSQL reports it at SET CONSTRAINTS) and turns it off; a
+    DEFERRABLE INITIALLY DEFERRED key broken later in the transaction is then reported at
+    the commit, where PostgreSQL reports it at the statement: the transaction fails either
+    way, and nothing that breaks a foreign key is committed. With names, IMMEDIATE may
+    report a pending row of another deferred key now rather than at the commit."""
+    if mode == "deferred":
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+        return
+    conn.execute("PRAGMA defer_foreign_keys = OFF")
+    for table, _rowid, parent, _key in conn.execute("SELECT * FROM pragma_foreign_key_check"):
+        raise SqlError(f'insert or update on table "{table}" violates a foreign key '
+                       f'constraint: its key is not present in table "{parent}"', "23503")

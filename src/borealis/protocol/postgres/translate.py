@@ -94,6 +94,8 @@ _SET_TRANSACTION = re.compile(
     r"^\s*SET\s+(TRANSACTION|SESSION\s+CHARACTERISTICS\s+AS\s+TRANSACTION)\s+(?P<modes>.*)$",
     re.I | re.S)
 _SET_NAMES = re.compile(r"^\s*SET\s+NAMES\s+(?P<value>.+?)\s*$", re.I)
+_SET_CONSTRAINTS = re.compile(
+    r"^\s*SET\s+CONSTRAINTS\s+(?P<which>.+?)\s+(?P<mode>DEFERRED|IMMEDIATE)\s*$", re.I | re.S)
 _RESET = re.compile(r"^\s*RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*$", re.I)
 _SHOW = re.compile(r"^\s*SHOW\s+(?P<name>.+?)\s*$", re.I | re.S)
 _UTILITY = re.compile(r"^\s*(VACUUM|ANALYZE|ANALYSE|CHECKPOINT|CLUSTER|REINDEX|DISCARD|"
@@ -187,6 +189,9 @@ def _utility(sql: str) -> Statement | None:
     if (match := _SET_NAMES.match(sql)) is not None:
         return Statement(Kind.SET, "SET",
                          action=SetAction("client_encoding", _setting_value(match["value"])))
+    if (match := _SET_CONSTRAINTS.match(sql)) is not None:   # named ones: as ALL
+        return Statement(Kind.DDL, "SET CONSTRAINTS", read_only=False, action=SequenceOp(
+            "set_constraints", args=(match["mode"].lower(),)))
     if (match := _SET.match(sql)) is not None:
         return Statement(Kind.SET, "SET", action=SetAction(
             match["name"].lower(), _setting_value(match["value"]),
