@@ -4,7 +4,9 @@ BooleanField, DateTimeField, JSONField, UUIDField, DecimalField, DateField, a Fo
 an index), then the ORM: users and groups, bulk_create (Django 5.2 inserts through
 ``unnest()`` of one array per field), annotate/aggregate, JSON lookups, date lookups, Q,
 F() updates, prefetch_related, select_related, unique violations, savepoints,
-get_or_create, cascading deletes; then a second migration (``shop/models_v2.py``: a field
+get_or_create, cascading deletes; 25 query constructs (DISTINCT ON, Subquery/OuterRef,
+Exists, window functions, ArrayAgg/StringAgg, TruncMonth, regex lookups, JSON containment,
+select_for_update, explain(), server-side iteration...); then a second migration (``shop/models_v2.py``: a field
 added with an index, fields widened, one renamed, one made NOT NULL with a default, a
 foreign key added) and the ORM on the new models. The expected values are what the same script printed
 against PostgreSQL 15 on this machine (2026-11-27).
@@ -26,6 +28,34 @@ from compat_cluster import Cluster
 
 pytest.importorskip("django", reason="Django is a test dependency (pyproject)")
 
+ORM = {  # each construct's repr, as the script printed it against PostgreSQL 15
+    "distinct_on": "[Decimal('11.50'), Decimal('99.99')]",
+    "subquery": "[('Ann', datetime.date(2024, 2, 1)), ('Bob', datetime.date(2023, 12, 31)), ('Cy', None), ('Dee', None)]",
+    "exists": "['Ann']",
+    "window": "[1, 2, 1]",
+    "rank": "[2, 3, 1]",
+    "arrayagg": "[[Decimal('5.25'), Decimal('11.50')], [Decimal('99.99')], [None], [None]]",
+    "stringagg": "['gift', None, None, None]",
+    "functions": "[('ann', 'ANN', 3), ('bob', 'BOB', 3), ('cy', 'CY', 2), ('dee', 'DEE', 3)]",
+    "truncmonth": "[datetime.date(2024, 1, 1), datetime.date(2024, 2, 1), datetime.date(2023, 12, 1)]",
+    "extractyear": "[(2023, 1), (2024, 2)]",
+    "concat": "['Ann!', 'Bob!', 'Cy!', 'Dee!']",
+    "case": "['small', 'small', 'big']",
+    "aggregate": "{'s': Decimal('116.74'), 'a': Decimal('38.9133333333333333'), 'mx': datetime.date(2024, 2, 1), 'mn': Decimal('5.25')}",
+    "json_has_key": "['Ann']",
+    "json_contains": "['Ann']",
+    "icontains": "['Ann']",
+    "regex": "['Ann', 'Bob']",
+    "iregex": "['Bob']",
+    "in_subquery": "['Bob']",
+    "select_for_update": "['Ann']",
+    "date_range": "2",
+    "explain": "True",
+    "iterator": "[Decimal('11.50'), Decimal('5.25'), Decimal('99.99')]",
+    "values_annotate": "[('Ann', 2), ('Bob', 1)]",
+    "cast": "['11.50', '5.25', '99.99']"
+}
+
 EXPECTED = {  # PostgreSQL 15
     "staff": 1, "iexact": "alice@example.org", "password_ok": True,
     "totals": [["Ann", "14.75", 2], ["Bob", "99.99", 1]], "gold": ["Ann"], "in_2024": 2,
@@ -33,7 +63,8 @@ EXPECTED = {  # PostgreSQL 15
     "prefetch": [["Ann", 2], ["Bob", 1]], "select_related": ["Ann", "Ann", "Bob"],
     "unique": "refused", "savepoint": "rolled back", "customers": 3,
     "get_or_create": [True, False], "after_delete": [False, 2],
-    "v2_settings": "gold", "v2_city": "EEE", "v2_notes": ["", "", "gift"], "v2_referred": 1}
+    "v2_settings": "gold", "v2_city": "EEE", "v2_notes": ["", "", "gift"], "v2_referred": 1,
+    "orm": ORM}
 
 
 def run_site(tmp_path: Path, host: str, port: int) -> dict[str, object]:

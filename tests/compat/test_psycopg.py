@@ -320,3 +320,15 @@ def test_an_empty_result_still_describes_its_columns(cluster: Cluster) -> None:
         cursor = conn.execute("SELECT k, v FROM pc_empty")   # the extended protocol
         assert cursor.description is not None
         assert [(d.name, d.type_code) for d in cursor.description] == [("k", 23), ("v", 25)]
+
+
+def test_explain_prints_the_plan(cluster: Cluster) -> None:
+    with connect(cluster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pc_explain (k int PRIMARY KEY, v text)")
+        cursor = conn.execute("EXPLAIN SELECT v FROM pc_explain WHERE k = %s", (3,))
+        assert cursor.description is not None
+        assert [d.name for d in cursor.description] == ["QUERY PLAN"]
+        plan = [row[0] for row in cursor.fetchall()]
+        assert plan and "pc_explain" in plan[0], plan
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("EXPLAIN ANALYZE SELECT 1")

@@ -22,7 +22,9 @@ from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.session import SqlFunctionError, SqlSession
 from borealis.protocol.postgres.translate import (
     CopyAction,
+    ExplainAction,
     Kind,
+    OutputColumn,
     SequenceOp,
     SetAction,
     ShowAction,
@@ -609,3 +611,20 @@ def test_unnest_of_several_arrays_and_with_ordinality(conn: apsw.Connection) -> 
               "$2::integer[], $3::varchar[])", ('{"Can add","Can view"}', "{1,2}", "{add,view}"))
     assert run(conn, "SELECT * FROM perm ORDER BY ct") == [("Can add", 1, "add"),
                                                            ("Can view", 2, "view")]
+
+
+def test_explain_shows_the_plan_of_the_translated_statement(conn: apsw.Connection) -> None:
+    run(conn, "CREATE TABLE ex (id int PRIMARY KEY, c int, v numeric)")
+    run(conn, "CREATE INDEX ex_c ON ex (c)")
+    statement = translate_statement("EXPLAIN (COSTS OFF) SELECT * FROM ex WHERE c = $1 "
+                                    "AND v > 1")
+    assert statement.columns == (OutputColumn("QUERY PLAN", 25),)
+    assert statement.param_count == 1
+    assert isinstance(statement.action, ExplainAction)
+    plan = schema.query_plan(conn, statement.action.sql, (5,))
+    assert plan == [("SEARCH ex USING INDEX ex_c (c=?)",)], plan
+    for refused in ("EXPLAIN ANALYZE SELECT 1", "EXPLAIN (ANALYZE) SELECT 1",
+                    "EXPLAIN (FORMAT JSON) SELECT 1"):
+        with pytest.raises(TranslationError) as failure:
+            translate_statement(refused)
+        assert failure.value.sqlstate == "0A000", refused

@@ -76,6 +76,103 @@ with transaction.atomic():
 out["customers"] = Customer.objects.count()
 obj, created = Customer.objects.get_or_create(name="Dee", defaults={"vip": True})
 out["get_or_create"] = [created, Customer.objects.get_or_create(name="Dee")[1]]
+# Query constructs applications use, each printed as its repr (compared with PostgreSQL's).
+from django.contrib.postgres.aggregates import ArrayAgg, StringAgg  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.db.models import (  # noqa: E402
+    Avg,
+    Case,
+    CharField,
+    Exists,
+    Max,
+    Min,
+    OuterRef,
+    Subquery,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import (  # noqa: E402
+    Cast,
+    Concat,
+    ExtractYear,
+    Length,
+    Lower,
+    Rank,
+    RowNumber,
+    TruncMonth,
+    Upper,
+)
+
+
+def locked() -> list[str]:
+    with transaction.atomic():
+        return list(Customer.objects.select_for_update().filter(name="Ann")
+                    .values_list("name", flat=True))
+
+
+orm = {
+    "distinct_on": lambda: list(Order.objects.order_by("customer_id", "-total")
+                                .distinct("customer_id").values_list("total", flat=True)),
+    "subquery": lambda: list(Customer.objects.annotate(last=Subquery(
+        Order.objects.filter(customer=OuterRef("pk")).order_by("-placed").values("placed")[:1]
+    )).order_by("name").values_list("name", "last")),
+    "exists": lambda: list(Customer.objects.filter(Exists(Order.objects.filter(
+        customer=OuterRef("pk"), note__isnull=False))).values_list("name", flat=True)),
+    "window": lambda: list(Order.objects.annotate(rn=Window(
+        RowNumber(), partition_by=[F("customer_id")], order_by=F("total").desc()))
+        .order_by("id").values_list("rn", flat=True)),
+    "rank": lambda: list(Order.objects.annotate(r=Window(Rank(), order_by=F("total").desc()))
+                         .order_by("id").values_list("r", flat=True)),
+    "arrayagg": lambda: list(Customer.objects.annotate(t=ArrayAgg(
+        "orders__total", ordering="orders__total")).order_by("name").values_list("t", flat=True)),
+    "stringagg": lambda: list(Customer.objects.annotate(t=StringAgg(
+        "orders__note", delimiter=",")).order_by("name").values_list("t", flat=True)),
+    "functions": lambda: list(Customer.objects.annotate(
+        lo=Lower("name"), up=Upper("name"), n=Length("name")).order_by("lo")
+        .values_list("lo", "up", "n")),
+    "truncmonth": lambda: list(Order.objects.annotate(m=TruncMonth("placed")).order_by("id")
+                               .values_list("m", flat=True)),
+    "extractyear": lambda: list(Order.objects.annotate(y=ExtractYear("placed")).values("y")
+                                .annotate(c=Count("id")).order_by("y").values_list("y", "c")),
+    "concat": lambda: list(Customer.objects.annotate(c=Concat(
+        "name", Value("!"), output_field=CharField())).order_by("name")
+        .values_list("c", flat=True)),
+    "case": lambda: list(Order.objects.annotate(big=Case(
+        When(total__gt=50, then=Value("big")), default=Value("small")))
+        .order_by("id").values_list("big", flat=True)),
+    "aggregate": lambda: Order.objects.aggregate(s=Sum("total"), a=Avg("total"),
+                                                 mx=Max("placed"), mn=Min("total")),
+    "json_has_key": lambda: list(Customer.objects.filter(profile__has_key="tags")
+                                 .values_list("name", flat=True)),
+    "json_contains": lambda: list(Customer.objects.filter(profile__contains={"tier": "gold"})
+                                  .values_list("name", flat=True)),
+    "icontains": lambda: list(Customer.objects.filter(name__icontains="NN")
+                              .values_list("name", flat=True)),
+    "regex": lambda: list(Customer.objects.filter(name__regex=r"^[AB]").order_by("name")
+                          .values_list("name", flat=True)),
+    "iregex": lambda: list(Customer.objects.filter(name__iregex=r"^b").values_list("name",
+                                                                                  flat=True)),
+    "in_subquery": lambda: list(Customer.objects.filter(id__in=Order.objects.filter(
+        total__gt=50).values("customer_id")).values_list("name", flat=True)),
+    "select_for_update": locked,
+    "date_range": lambda: Order.objects.filter(
+        placed__range=(dt.date(2024, 1, 1), dt.date(2024, 12, 31))).count(),
+    "explain": lambda: bool(Order.objects.filter(total__gt=1).explain()),
+    "iterator": lambda: [o.total for o in Order.objects.order_by("id").iterator(chunk_size=1)],
+    "values_annotate": lambda: list(Order.objects.values("customer__name").annotate(
+        n=Count("id")).order_by("customer__name").values_list("customer__name", "n")),
+    "cast": lambda: list(Order.objects.annotate(c=Cast("total", output_field=CharField()))
+                         .order_by("id").values_list("c", flat=True)),
+}
+out["orm"] = {}
+for name, query in orm.items():
+    try:
+        out["orm"][name] = repr(query())
+    except Exception as error:
+        out["orm"][name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        connection.rollback() if connection.in_atomic_block else None
+
 bob.delete()
 out["after_delete"] = [Customer.objects.filter(name="Bob").exists(), Order.objects.count()]
 # A second migration: the models of models_v2.py (RenameField is asked interactively by

@@ -213,8 +213,9 @@ def _apply(name: str, operands: list[tuple[int, int]]) -> tuple[int, int]:
     if name == "array":
         element = pgtypes.BY_OID.get(TEXT if first == UNKNOWN else first)
         return (element.array_oid if element is not None else 0), -1
-    if name == "date_trunc":
-        return (first if first in (TIMESTAMP, TIMESTAMPTZ, INTERVAL) else 0), -1
+    if name == "date_trunc":  # a date is truncated as the timestamptz it converts to
+        return (first if first in (TIMESTAMP, TIMESTAMPTZ, INTERVAL) else
+                TIMESTAMPTZ if first == DATE else 0), -1
     if name == "series":
         end = operands[1][0]
         if first in (TIMESTAMP, TIMESTAMPTZ):

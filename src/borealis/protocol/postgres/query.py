@@ -75,6 +75,7 @@ from borealis.protocol.postgres.messages import (
 from borealis.protocol.postgres.session import SqlSession
 from borealis.protocol.postgres.translate import (
     CopyAction,
+    ExplainAction,
     Kind,
     ParamHint,
     SequenceOp,
@@ -391,6 +392,11 @@ class QueryProtocol:
                              local=statement.action.local, in_transaction=self.in_block)
                 self._report_settings()
             return None, [], statement.tag, []
+        if kind is Kind.SHOW and isinstance(statement.action, ExplainAction):
+            await self._open(write=False)
+            sql_text = statement.action.sql
+            plan = await self.session.call(lambda c: pgschema.query_plan(c, sql_text, params))
+            return [("QUERY PLAN", OID_TEXT, -1)], plan, "EXPLAIN", []
         if kind is Kind.SHOW:
             assert isinstance(statement.action, ShowAction)
             name = statement.action.name

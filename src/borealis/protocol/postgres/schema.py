@@ -333,3 +333,16 @@ def set_constraints(conn: apsw.Connection, mode: str) -> None:
     for table, _rowid, parent, _key in conn.execute("SELECT * FROM pragma_foreign_key_check"):
         raise SqlError(f'insert or update on table "{table}" violates a foreign key '
                        f'constraint: its key is not present in table "{parent}"', "23503")
+
+
+def query_plan(conn: apsw.Connection, sql: str, params: Any) -> list[tuple[str]]:
+    """EXPLAIN: SQLite's plan for ``sql`` (EXPLAIN QUERY PLAN), one line a step, a step
+    under its parent as PostgreSQL prints a plan's nodes ("->" and indentation)."""
+    rows = list(conn.execute(f"EXPLAIN QUERY PLAN {sql}", params or None))
+    depth: dict[int, int] = {}
+    lines: list[tuple[str]] = []
+    for node, parent, _unused, detail in rows:
+        level = depth.get(parent, -1) + 1
+        depth[node] = level
+        lines.append((("      " * (level - 1) + "  ->  " if level else "") + str(detail),))
+    return lines or [("(no plan)",)]

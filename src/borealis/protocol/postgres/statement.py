@@ -92,6 +92,13 @@ class ShowAction:
 
 
 @dataclass(frozen=True, slots=True)
+class ExplainAction:
+    """EXPLAIN: SQLite's query plan of the translated statement, as text lines."""
+
+    sql: str
+
+
+@dataclass(frozen=True, slots=True)
 class CopyAction:
     table: str
     columns: tuple[str, ...]
@@ -123,7 +130,7 @@ class SequenceOp:
     args: tuple[Any, ...] = ()
 
 
-Action = SetAction | ShowAction | CopyAction | TransactionAction | SequenceOp
+Action = SetAction | ShowAction | ExplainAction | CopyAction | TransactionAction | SequenceOp
 
 
 @dataclass(frozen=True, slots=True)

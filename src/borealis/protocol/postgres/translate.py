@@ -47,6 +47,7 @@ from borealis.protocol.postgres.statement import (
     Action,
     Context,
     CopyAction,
+    ExplainAction,
     Kind,
     NeedsLiteral,
     OutputColumn,
@@ -60,7 +61,8 @@ from borealis.protocol.postgres.statement import (
     unsupported,
 )
 
-__all__ = ["CACHE_ENTRIES_MAX", "SEQUENCES_TABLE_DDL", "Action", "CopyAction", "Kind",
+__all__ = ["CACHE_ENTRIES_MAX", "SEQUENCES_TABLE_DDL", "Action", "CopyAction", "ExplainAction",
+           "Kind",
            "NeedsLiteral", "OutputColumn", "ParamHint", "SequenceOp", "SetAction",
            "ShowAction", "Statement", "TransactionAction", "TranslationError", "Translator",
            "translate_statement", "unsupported"]
@@ -97,6 +99,9 @@ _SET_NAMES = re.compile(r"^\s*SET\s+NAMES\s+(?P<value>.+?)\s*$", re.I)
 _SET_CONSTRAINTS = re.compile(
     r"^\s*SET\s+CONSTRAINTS\s+(?P<which>.+?)\s+(?P<mode>DEFERRED|IMMEDIATE)\s*$", re.I | re.S)
 _RESET = re.compile(r"^\s*RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*$", re.I)
+_EXPLAIN = re.compile(
+    r"^\s*EXPLAIN\s+(?:\((?P<options>[^()]*)\)\s*|(?P<words>(?:(?:ANALYZE|ANALYSE|VERBOSE)\s+)*))"
+    r"(?P<query>[\s\S]+)$", re.I)
 _SHOW = re.compile(r"^\s*SHOW\s+(?P<name>.+?)\s*$", re.I | re.S)
 _UTILITY = re.compile(r"^\s*(VACUUM|ANALYZE|ANALYSE|CHECKPOINT|CLUSTER|REINDEX|DISCARD|"
                       r"LOAD|UNLISTEN)\b", re.I)
@@ -236,6 +241,8 @@ def translate_statement(sql: str, *, kinds: tuple[str, ...] = ()) -> Statement:
     utility = _utility(sql)
     if utility is not None:
         return utility
+    if (match := _EXPLAIN.match(sql)) is not None:
+        return _explain(match, kinds)
     if (match := _COPY.match(sql)) is not None:
         return _copy(match)
     try:
@@ -342,6 +349,25 @@ def _dispatch(tree: exp.Expression, rw: Rewriter, ddl: Ddl,
         word = str(tree.this).upper()
         raise unsupported(f"the {word} statement")
     raise unsupported(outputs_feature(tree))
+
+
+def _explain(match: re.Match[str], kinds: tuple[str, ...]) -> Statement:
+    """EXPLAIN [VERBOSE] statement, EXPLAIN (options) statement: the plan SQLite makes for
+    the translated statement. ANALYZE (which runs it) and formats other than text are
+    refused."""
+    options = " ".join((match["options"] or match["words"] or "").upper().split())
+    for option in filter(None, (o.strip() for o in options.split(","))):
+        words = option.split()
+        if words[0] == "FORMAT" and words[1:] not in ([], ["TEXT"]):
+            raise unsupported(f"EXPLAIN (FORMAT {' '.join(words[1:])})")
+        if words[0] in ("ANALYZE", "ANALYSE") and words[1:] not in (["FALSE"], ["OFF"]):
+            raise unsupported("EXPLAIN ANALYZE")
+    inner = translate_statement(match["query"].strip(), kinds=kinds)
+    if inner.kind not in (Kind.QUERY, Kind.DML) or len(inner.sqlite) != 1:
+        raise unsupported(f"EXPLAIN of {inner.tag or 'this statement'}")
+    return Statement(Kind.SHOW, "EXPLAIN", param_count=inner.param_count,
+                     param_hints=inner.param_hints, action=ExplainAction(inner.sqlite[0]),
+                     columns=(OutputColumn("QUERY PLAN", 25),))
 
 
 def _dml_table(tree: exp.Insert | exp.Update | exp.Delete) -> str:
