@@ -131,7 +131,26 @@ def test_generated_always_refuses_a_value(conn: apsw.Connection) -> None:
         # column "id" can only be updated to DEFAULT
         assert refused(conn, "UPDATE items SET id = 7", protocol=protocol) == "428C9"
     assert run(conn, "SELECT count(*) FROM items") == [(1,)]
-    assert refused(conn, "INSERT INTO items (id) OVERRIDING USER VALUE VALUES (1)") == "0A000"
+
+
+def test_overriding_user_value_gives_identity_columns_their_defaults(
+        conn: apsw.Connection) -> None:
+    """PostgreSQL 15: the values given to identity columns (ALWAYS or BY DEFAULT) are
+    ignored, each takes its next sequence value; other columns keep theirs."""
+    run(conn, IDENTITY)
+    run(conn, "INSERT INTO items (name) VALUES ('first')")   # id 1, code 1
+    for protocol in ("simple", "extended"):
+        statement = ("INSERT INTO items (id, code, name) OVERRIDING USER VALUE "
+                     "VALUES (50, 60, 'x'), (51, 61, 'y')")
+        if protocol == "simple":
+            simple(conn, statement)
+        else:
+            run(conn, statement)
+    simple(conn, "INSERT INTO items OVERRIDING USER VALUE VALUES (70, 80, 'z')")
+    assert run(conn, "SELECT id, code, name FROM items ORDER BY id") == [
+        (1, 1, "first"), (2, 2, "x"), (3, 3, "y"), (4, 4, "x"), (5, 5, "y"), (6, 6, "z")]
+    assert refused(conn, "INSERT INTO items (id, name) OVERRIDING USER VALUE "
+                         "SELECT 5, 'a'") == "0A000"
 
 
 def test_generated_always_takes_default_and_overriding(conn: apsw.Connection) -> None:

@@ -23,7 +23,8 @@ column list, and ``UPDATE ... SET c = DEFAULT``, become ``_pg_default(table, col
 evaluates the column's default as the row is written.
 
 Identity columns GENERATED ALWAYS refuse a value (428C9) unless the INSERT says OVERRIDING
-SYSTEM VALUE. Which columns they are is in the schema, so the check runs with it: the
+SYSTEM VALUE; with OVERRIDING USER VALUE every identity column takes its default whatever
+the VALUES give it (``_pg_user_value``). Which columns they are is in the schema, so the check runs with it: the
 columns a statement gives values travel in the kind of a ``_pg_coerce`` call of its first
 row that the statement makes anyway (``functions`` checks them, once per row, with the
 column types it has looked up), and when there is none, one is added around the first
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, cast
 from sqlglot import exp
 
 from borealis.protocol.postgres.nodes import call, identifier_name, string_literal
+from borealis.protocol.postgres.statement import unsupported
 
 if TYPE_CHECKING:
     from borealis.protocol.postgres.rewrite import Rewriter
@@ -76,6 +78,15 @@ def _default(table: str, column: str | int) -> exp.Expression:
     which = string_literal(column) if isinstance(column, str) else \
         exp.Literal.number(column)
     return call("_pg_default", string_literal(table), which)
+
+
+def _user_value(node: exp.Expression, table: str, column: str, index: int) -> None:
+    """OVERRIDING USER VALUE: ``node`` unless its column is an identity column, whose
+    default it then takes (``session._user_value``)."""
+    placeholder = exp.Null()
+    node.replace(placeholder)
+    which = exp.Literal.number(index) if column.startswith("#") else string_literal(column)
+    placeholder.replace(call("_pg_user_value", string_literal(table), which, node))
 
 
 def drop_defaults(insert: exp.Insert, values: exp.Values, columns: list[str],
@@ -129,10 +140,14 @@ def coerce_insert(rw: Rewriter, insert: exp.Insert) -> None:
                     given.append(column)
                 kind = rw.assigned_kind(item)
                 coerced = rw.coerce(item, kind, column, (table,)) if kind else None
+                if rw.ctx.overriding == "user":  # an identity column takes its default
+                    _user_value(coerced or item, table, column, index)
                 if number == 0:
                     first.append((coerced or item, column, coerced))
         _check_identity(rw, "INSERT", table, given, first)
     elif isinstance(values, exp.Query):
+        if rw.ctx.overriding == "user":
+            raise unsupported("OVERRIDING USER VALUE with a query")
         first = _coerce_query(rw, insert, values, table, columns)
         _check_identity(rw, "INSERT", table, [c for _, c, _ in first] or ["*"], first)
     conflict = insert.args.get("conflict")
@@ -231,7 +246,7 @@ def identity_kind(kind: str, verb: str, given: list[str]) -> str:
 def _check_identity(rw: Rewriter, verb: str, table: str, given: list[str],
                     first: First) -> None:
     """Make the statement refuse a value for an identity column GENERATED ALWAYS."""
-    if not given or rw.ctx.overriding == "system":
+    if not given or rw.ctx.overriding in ("system", "user"):
         return
     rw.ctx.identity_check = (verb, table, *given)
     for _, _, coerced in first:

@@ -260,6 +260,8 @@ class SqlSession:
         add("_pg_nextval", lambda name: self._nextval(conn, name), 1)
         add("_pg_currval", self._currval, 1)
         add("_pg_default", lambda table, column: _column_default(conn, table, column), 2)
+        add("_pg_user_value", lambda table, column, value: _user_value(
+            conn, table, column, value), 3)
         add("_pg_lastval", self._lastval, 0)
         add("_pg_setval", lambda name, value, called=1: self._setval(conn, name, value,
                                                                       called))
@@ -394,3 +396,19 @@ def _column_default(conn: apsw.Connection, table: Any, column: Any) -> Any:
     if default is None:
         return None
     return next(iter(conn.execute(f"SELECT {default}")))[0]
+
+
+def _user_value(conn: apsw.Connection, table: Any, column: Any, value: Any) -> Any:
+    """OVERRIDING USER VALUE: the default of an identity column, else ``value``."""
+    if isinstance(column, int):
+        names = [row[0] for row in conn.execute("SELECT name FROM pragma_table_info(?)",
+                                                (str(table),))]
+        if not 0 <= column < len(names):
+            return value
+        column = names[column]
+    if not any(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_borealis_sequences'")):
+        return value
+    identity = list(conn.execute(
+        "SELECT 1 FROM _borealis_sequences WHERE owner_table = ? AND owner_column = ? "
+        "COLLATE NOCASE AND identity <> ''", (str(table), str(column))))
+    return _column_default(conn, table, column) if identity else value

@@ -249,8 +249,6 @@ def translate_statement(sql: str, *, kinds: tuple[str, ...] = ()) -> Statement:
         text, overriding = sqltext.strip_overriding(sqltext.prepare(sql))
     except sqltext.SqlTextError as exc:
         raise TranslationError(str(exc), exc.sqlstate) from None
-    if overriding == "user":
-        raise unsupported("OVERRIDING USER VALUE")
     ctx = Context(literal_params=len(kinds), overriding=overriding)
     rw = Rewriter(ctx, kinds)
     try:
