@@ -303,3 +303,19 @@ def test_set_constraints_immediate_checks_what_is_pending(conn: apsw.Connection)
     conn.execute("INSERT INTO parent VALUES (7)")
     conn.execute("COMMIT")
     assert list(conn.execute("SELECT p FROM strict")) == [(7,)]
+
+
+def test_create_or_replace_view_keeps_its_columns_first(conn: apsw.Connection) -> None:
+    """PostgreSQL 15: the new query may add columns after the view's, not drop or rename
+    them (42P16)."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, a int, b int)")
+    run(conn, "INSERT INTO t VALUES (1, 2, 3)")
+    run(conn, "CREATE OR REPLACE VIEW v AS SELECT id, a FROM t")      # a new view
+    run(conn, "CREATE VIEW w AS SELECT id FROM v")                     # depends on it
+    run(conn, "CREATE OR REPLACE VIEW v AS SELECT id, a * 10 AS a, b FROM t")
+    assert list(conn.execute("SELECT * FROM v")) == [(1, 20, 3)]
+    assert list(conn.execute("SELECT * FROM w")) == [(1,)]
+    fails(conn, "CREATE OR REPLACE VIEW v AS SELECT id FROM t", "42P16")
+    fails(conn, "CREATE OR REPLACE VIEW v AS SELECT id, a AS x, b FROM t", "42P16")
+    fails(conn, "CREATE OR REPLACE VIEW t AS SELECT 1 AS id", "42809")
+    assert list(conn.execute("SELECT * FROM v")) == [(1, 20, 3)]   # unchanged

@@ -287,6 +287,10 @@ CHANGES: dict[str, Callable[..., None]] = {
 def run(conn: apsw.Connection, table: str, if_exists: bool, change: tuple[Any, ...]) -> None:
     """Carry out an ``ALTER TABLE`` (``ddl.Ddl.alter``'s ``SequenceOp``): one change, or
     ``("several", changes)`` made in order, whole or not at all."""
+    if change[0] == "replace_view":
+        with _atomic(conn):
+            replace_view(conn, table, change[1])
+        return
     if _definition(conn, table) is None:
         if if_exists:
             return
@@ -320,6 +324,28 @@ def _apply(conn: apsw.Connection, table: str, change: tuple[Any, ...]) -> None:
         CHANGES[what](conn, table, definition, *args)
     else:  # pragma: no cover - ddl.Ddl.alter makes only the changes above
         raise TranslationError(f"unknown ALTER TABLE change {what}", "XX000")
+
+
+def replace_view(conn: apsw.Connection, name: str, create_sql: str) -> None:
+    """CREATE OR REPLACE VIEW: as PostgreSQL, the new query must give the view's columns
+    first, with the same names (42P16), and may add columns after them."""
+    found = list(conn.execute("SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE",
+                              (name,)))
+    if found and found[0][0] != "view":
+        raise SqlError(f'"{name}" is not a view', "42809")
+    old = [str(row[0]) for row in conn.execute("SELECT name FROM pragma_table_info(?)",
+                                               (name,))] if found else []
+    if found:
+        conn.execute(f"DROP VIEW {quote_identifier(name)}")
+    conn.execute(create_sql)
+    new = [str(row[0]) for row in conn.execute("SELECT name FROM pragma_table_info(?)",
+                                               (name,))]
+    if len(new) < len(old):
+        raise SqlError("cannot drop columns from view", "42P16")
+    for before, after in zip(old, new, strict=False):
+        if before != after:
+            raise SqlError(f'cannot change name of view column "{before}" to "{after}"',
+                           "42P16")
 
 
 def drop_column(conn: apsw.Connection, table: str, name: str, cascade: bool) -> None:

@@ -326,11 +326,11 @@ class Ddl:
         body = self.rw.rewrite(tree.expression)
         name = self.rw.table_name(tree.this)
         exists = " IF NOT EXISTS" if tree.args.get("exists") else ""
+        sql = f"CREATE VIEW{exists} {quote_identifier(name)} AS {generate(body)}"
         if tree.args.get("replace"):
-            raise unsupported("CREATE OR REPLACE VIEW")
-        return Statement(Kind.DDL, "CREATE VIEW",
-                         (f"CREATE VIEW{exists} {quote_identifier(name)} AS {generate(body)}",),
-                         read_only=False)
+            return Statement(Kind.DDL, "CREATE VIEW", (), read_only=False,
+                             action=SequenceOp("alter", name, (False, ("replace_view", sql))))
+        return Statement(Kind.DDL, "CREATE VIEW", (sql,), read_only=False)
 
     def drop(self, tree: exp.Drop) -> Statement:
         kind = str(tree.args.get("kind") or "").upper()
