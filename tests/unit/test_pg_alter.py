@@ -319,3 +319,23 @@ def test_create_or_replace_view_keeps_its_columns_first(conn: apsw.Connection) -
     fails(conn, "CREATE OR REPLACE VIEW v AS SELECT id, a AS x, b FROM t", "42P16")
     fails(conn, "CREATE OR REPLACE VIEW t AS SELECT 1 AS id", "42809")
     assert list(conn.execute("SELECT * FROM v")) == [(1, 20, 3)]   # unchanged
+
+
+def test_alter_index_and_view_rename_to(conn: apsw.Connection) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, a int)")
+    run(conn, "CREATE UNIQUE INDEX IF NOT EXISTS t_a ON t (a)")
+    run(conn, "CREATE VIEW v AS SELECT id, a FROM t")
+    run(conn, "ALTER INDEX t_a RENAME TO t_a_key")      # Django's RenameIndex
+    run(conn, "ALTER VIEW v RENAME TO v2")
+    names = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_schema")}
+    assert "t_a" not in names and names["t_a_key"].startswith(
+        'CREATE UNIQUE INDEX "t_a_key" ON')
+    assert "v" not in names and names["v2"].startswith('CREATE VIEW "v2" AS')
+    run(conn, "INSERT INTO t VALUES (1, 5)")
+    with pytest.raises(apsw.ConstraintError):   # still unique
+        run(conn, "INSERT INTO t VALUES (2, 5)")
+    assert list(conn.execute("SELECT * FROM v2")) == [(1, 5)]
+    fails(conn, "ALTER INDEX nope RENAME TO x", "42P01")
+    run(conn, "ALTER INDEX IF EXISTS nope RENAME TO x")
+    fails(conn, "ALTER VIEW v2 RENAME TO t", "42P07")
+    fails(conn, "ALTER VIEW v2 ALTER COLUMN id SET DEFAULT 1", "0A000")

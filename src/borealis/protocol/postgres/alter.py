@@ -32,7 +32,7 @@ from borealis.protocol.postgres.statement import (
     TranslationError,
     unsupported,
 )
-from borealis.protocol.postgres.tabledef import Column, TableDef, parse
+from borealis.protocol.postgres.tabledef import Column, TableDef, parse, tokens
 
 _INTEGERS = frozenset({"int2", "int4", "int8"})
 _NUMBERS = _INTEGERS | {"numeric", "float4", "float8"}
@@ -287,9 +287,12 @@ CHANGES: dict[str, Callable[..., None]] = {
 def run(conn: apsw.Connection, table: str, if_exists: bool, change: tuple[Any, ...]) -> None:
     """Carry out an ``ALTER TABLE`` (``ddl.Ddl.alter``'s ``SequenceOp``): one change, or
     ``("several", changes)`` made in order, whole or not at all."""
-    if change[0] == "replace_view":
+    if change[0] in ("replace_view", "rename_index", "rename_view"):
         with _atomic(conn):
-            replace_view(conn, table, change[1])
+            if change[0] == "replace_view":
+                replace_view(conn, table, change[1])
+            else:
+                rename_object(conn, change[0].split("_")[1], table, change[1], if_exists)
         return
     if _definition(conn, table) is None:
         if if_exists:
@@ -324,6 +327,31 @@ def _apply(conn: apsw.Connection, table: str, change: tuple[Any, ...]) -> None:
         CHANGES[what](conn, table, definition, *args)
     else:  # pragma: no cover - ddl.Ddl.alter makes only the changes above
         raise TranslationError(f"unknown ALTER TABLE change {what}", "XX000")
+
+
+def rename_object(conn: apsw.Connection, kind: str, name: str, new: str,
+                  if_exists: bool) -> None:
+    """ALTER INDEX|VIEW name RENAME TO new: SQLite renames neither, so the object is made
+    anew under its new name from the statement SQLite keeps."""
+    found = list(conn.execute("SELECT name, sql FROM sqlite_schema WHERE type = ? AND "
+                              "name = ? COLLATE NOCASE", (kind, name)))
+    if not found:
+        if if_exists:
+            return
+        raise SqlError(f'relation "{name}" does not exist', "42P01")
+    old_name, sql = found[0]
+    if sql is None:
+        raise unsupported(f"ALTER INDEX RENAME of the index of a constraint ({name})")
+    if any(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (new,))):
+        raise SqlError(f'relation "{new}" already exists', "42P07")
+    toks = tokens(sql)
+    # CREATE [UNIQUE] INDEX [IF NOT EXISTS] name ... / CREATE VIEW [IF NOT EXISTS] name ...
+    at = next(i for i, t in enumerate(toks) if t.word == kind) + 1
+    if toks[at].word == "if":
+        at += 3
+    name_token = toks[at]
+    conn.execute(f"DROP {kind.upper()} {quote_identifier(old_name)}")
+    conn.execute(sql[:name_token.start] + quote_identifier(new) + sql[name_token.end:])
 
 
 def replace_view(conn: apsw.Connection, name: str, create_sql: str) -> None:

@@ -366,9 +366,18 @@ class Ddl:
 
     def alter(self, tree: exp.Alter) -> Statement:
         table = self.rw.table_name(tree.this)
-        if str(tree.args.get("kind") or "TABLE").upper() != "TABLE":
-            raise unsupported(f"ALTER {str(tree.args.get('kind')).upper()}")
+        kind = str(tree.args.get("kind") or "TABLE").upper()
         actions = tree.args.get("actions") or []
+        if kind in ("INDEX", "VIEW"):   # only RENAME TO: SQLite makes them anew
+            if len(actions) != 1 or not isinstance(actions[0], exp.AlterRename) or \
+                    tree.args.get("options"):
+                raise unsupported(f"ALTER {kind} {tree.sql('postgres')[len(kind) + 7:][:40]}")
+            new = self.rw.table_name(actions[0].this)
+            return Statement(Kind.DDL, f"ALTER {kind}", (), read_only=False, action=SequenceOp(
+                "alter", table, (bool(tree.args.get("exists")), (f"rename_{kind.lower()}",
+                                                                 new))))
+        if kind != "TABLE":
+            raise unsupported(f"ALTER {kind}")
         if not actions:
             raise TranslationError("syntax error in ALTER TABLE", "42601")
         options = tree.args.get("options") or []
