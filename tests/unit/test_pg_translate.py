@@ -17,6 +17,7 @@ from pathlib import Path
 import apsw
 import pytest
 
+from borealis.errors import SqlError
 from borealis.protocol.postgres import alter, catalog, schema, sqltext
 from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.session import SqlFunctionError, SqlSession
@@ -48,6 +49,8 @@ def carry_out(conn: apsw.Connection, statement: Statement,
     if isinstance(action, SequenceOp):
         if action.op == "alter":
             alter.run(conn, action.name, *action.args)
+        elif action.op == "alter_sequence":
+            schema.alter_sequence(conn, action.name, *action.args)
         elif action.op == "create_sequence":
             schema.create_sequence(conn, action.name, dict(action.args[0]), action.args[1])
         elif action.op == "drop_sequence":
@@ -628,3 +631,29 @@ def test_explain_shows_the_plan_of_the_translated_statement(conn: apsw.Connectio
         with pytest.raises(TranslationError) as failure:
             translate_statement(refused)
         assert failure.value.sqlstate == "0A000", refused
+
+
+def test_alter_sequence_as_postgres_moves_it(conn: apsw.Connection) -> None:
+    """The same statements on PostgreSQL 15 gave these values and errors."""
+    run(conn, "CREATE SEQUENCE s")
+    run(conn, "CREATE TABLE sq (id int)")
+    got = [run(conn, "SELECT nextval('s'), nextval('s')")]
+    for change, query in (("RESTART WITH 10", "nextval('s')"), ("INCREMENT BY 5", "nextval('s')"),
+                          ("RESTART", "nextval('s')"), ("START WITH 100 RESTART", "nextval('s')"),
+                          ("MAXVALUE 110 CYCLE", "nextval('s'), nextval('s'), nextval('s')")):
+        run(conn, f"ALTER SEQUENCE s {change}")
+        got.append(run(conn, f"SELECT {query}"))
+    assert got == [[(1, 2)], [(10,)], [(15,)], [(1,)], [(100,)], [(105, 110, 1)]]
+    run(conn, "ALTER SEQUENCE s OWNED BY sq.id")
+    for change, sqlstate in (("MINVALUE 200", "22023"), ("RESTART WITH 500", "22023"),
+                             ("INCREMENT 0", "22023"), ("OWNED BY sq.nope", "42703")):
+        with pytest.raises(SqlError) as failure:
+            run(conn, f"ALTER SEQUENCE s {change}")
+        assert failure.value.sqlstate == sqlstate, change
+    with pytest.raises(SqlError) as missing:
+        run(conn, "ALTER SEQUENCE nope RESTART")
+    assert missing.value.sqlstate == "42P01"
+    run(conn, "ALTER SEQUENCE IF EXISTS nope RESTART")
+    with pytest.raises(TranslationError) as refused:
+        translate_statement("ALTER SEQUENCE s RENAME TO t")
+    assert refused.value.sqlstate == "0A000"

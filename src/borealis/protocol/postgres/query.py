@@ -497,6 +497,10 @@ class QueryProtocol:
                 await self.session.call(lambda c: pgschema.restart_owned_sequences(c, tables))
         elif op == "drop_owned":
             await self.session.call(lambda c: pgschema.drop_owned_sequences(c, args))
+        elif op == "alter_sequence":
+            options, if_exists = args
+            await self.session.call(lambda c: pgschema.alter_sequence(
+                c, action.name, options, if_exists))
         elif op == "set_constraints":
             mode = args[0]
             await self.session.call(lambda c: pgschema.set_constraints(c, mode))

@@ -243,6 +243,68 @@ def create_sequence(conn: apsw.Connection, name: str, options: dict[str, Any],
         (name, start, low, high, step, 1 if options.get("cycle") else 0, start))
 
 
+def alter_sequence(conn: apsw.Connection, name: str, options: tuple[tuple[str, Any], ...],
+                   if_exists: bool) -> None:
+    """ALTER SEQUENCE: its options in order, checked together as PostgreSQL checks them."""
+    exists = any(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_borealis_sequences'"))
+    rows = list(conn.execute(
+        "SELECT data_type, start_value, min_value, max_value, increment_by, cycle, "
+        "last_value, is_called, owner_table, owner_column FROM _borealis_sequences "
+        "WHERE name = ?", (name,))) if exists else []
+    if not rows:
+        if if_exists:
+            return
+        raise SqlError(f'relation "{name}" does not exist', "42P01")
+    kind, start, low, high, step, cycle, last, called, table, column = rows[0]
+    limit = {"int2": 32767, "int4": 2147483647}.get(kind, 2**63 - 1)
+    restart: int | None = None
+    restarting = False
+    for option, value in options:
+        if option == "increment":
+            if value == 0:
+                raise SqlError("INCREMENT must not be zero", "22023")
+            step = value
+        elif option == "minvalue":
+            low = value
+        elif option == "no_min":
+            low = 1 if step > 0 else -limit - 1
+        elif option == "maxvalue":
+            high = value
+        elif option == "no_max":
+            high = limit if step > 0 else -1
+        elif option == "start":
+            start = value
+        elif option in ("cycle", "no_cycle"):
+            cycle = 1 if option == "cycle" else 0
+        elif option == "restart":
+            restarting, restart = True, value
+        elif option == "owned":
+            table, column = (None, None) if value is None else value
+            if value is not None:
+                check_tables_exist(conn, (str(table),))
+                if not any(str(r[0]).lower() == str(column).lower() for r in conn.execute(
+                        "SELECT name FROM pragma_table_info(?)", (table,))):
+                    raise SqlError(f'column "{column}" of relation "{table}" does not exist',
+                                   "42703")
+    if low >= high:
+        raise SqlError(f"MINVALUE ({low}) must be less than MAXVALUE ({high})", "22023")
+    if not low <= start <= high:
+        edge = "less than MINVALUE" if start < low else "greater than MAXVALUE"
+        raise SqlError(f"START value ({start}) cannot be {edge} ({low if start < low else high})",
+                       "22023")
+    if restarting:
+        last, called = (start if restart is None else restart), 0
+        if not low <= last <= high:
+            edge = "less than MINVALUE" if last < low else "greater than MAXVALUE"
+            raise SqlError(f"RESTART value ({last}) cannot be {edge} "
+                           f"({low if last < low else high})", "22023")
+    conn.execute(
+        "UPDATE _borealis_sequences SET start_value = ?, min_value = ?, max_value = ?, "
+        "increment_by = ?, cycle = ?, last_value = ?, is_called = ?, owner_table = ?, "
+        "owner_column = ? WHERE name = ?",
+        (start, low, high, step, cycle, last, called, table, column, name))
+
+
 def drop_sequences(conn: apsw.Connection, names: tuple[str, ...], if_exists: bool) -> None:
     exists = bool(list(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = "
                                     "'_borealis_sequences'")))

@@ -102,6 +102,18 @@ _RESET = re.compile(r"^\s*RESET\s+(?P<name>ALL|[A-Za-z_][\w.]*)\s*$", re.I)
 _EXPLAIN = re.compile(
     r"^\s*EXPLAIN\s+(?:\((?P<options>[^()]*)\)\s*|(?P<words>(?:(?:ANALYZE|ANALYSE|VERBOSE)\s+)*))"
     r"(?P<query>[\s\S]+)$", re.I)
+_ALTER_SEQUENCE = re.compile(
+    r'^\s*ALTER\s+SEQUENCE\s+(?P<exists>IF\s+EXISTS\s+)?(?:public\.)?'
+    r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][\w$]*)\s+(?P<options>[\s\S]+?)\s*$', re.I)
+_SEQUENCE_OPTION = re.compile(
+    r'\s*(?:(?P<restart>RESTART)(?:\s+(?:WITH\s+)?(?P<restart_to>[+-]?\d+))?'
+    r'|INCREMENT\s+(?:BY\s+)?(?P<increment>[+-]?\d+)'
+    r'|MINVALUE\s+(?P<minvalue>[+-]?\d+)|(?P<no_min>NO\s+MINVALUE)'
+    r'|MAXVALUE\s+(?P<maxvalue>[+-]?\d+)|(?P<no_max>NO\s+MAXVALUE)'
+    r'|START\s+(?:WITH\s+)?(?P<start>[+-]?\d+)|CACHE\s+\d+'
+    r'|(?P<no_cycle>NO\s+CYCLE)|(?P<cycle>CYCLE)'
+    r'|OWNED\s+BY\s+(?P<owned>NONE|(?:public\.)?(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+    r'\.(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)))(?=\s|$)', re.I)
 _SHOW = re.compile(r"^\s*SHOW\s+(?P<name>.+?)\s*$", re.I | re.S)
 _UTILITY = re.compile(r"^\s*(VACUUM|ANALYZE|ANALYSE|CHECKPOINT|CLUSTER|REINDEX|DISCARD|"
                       r"LOAD|UNLISTEN)\b", re.I)
@@ -245,6 +257,8 @@ def translate_statement(sql: str, *, kinds: tuple[str, ...] = ()) -> Statement:
         return _explain(match, kinds)
     if (match := _COPY.match(sql)) is not None:
         return _copy(match)
+    if (match := _ALTER_SEQUENCE.match(sql)) is not None:
+        return _alter_sequence(match)
     try:
         text, overriding = sqltext.strip_overriding(sqltext.prepare(sql))
     except sqltext.SqlTextError as exc:
@@ -347,6 +361,35 @@ def _dispatch(tree: exp.Expression, rw: Rewriter, ddl: Ddl,
         word = str(tree.this).upper()
         raise unsupported(f"the {word} statement")
     raise unsupported(outputs_feature(tree))
+
+
+def _alter_sequence(match: re.Match[str]) -> Statement:
+    """ALTER SEQUENCE [IF EXISTS] name with RESTART, INCREMENT, MINVALUE/MAXVALUE, START,
+    CACHE, [NO] CYCLE and OWNED BY (``schema.alter_sequence`` applies them)."""
+    options: list[tuple[str, Any]] = []
+    text, position = match["options"], 0
+    while position < len(text):
+        found = _SEQUENCE_OPTION.match(text, position)
+        if found is None:
+            raise unsupported(f"ALTER SEQUENCE ... {text[position:].strip()[:40]}")
+        position = found.end()
+        for key, value in found.groupdict().items():
+            if value is None or key == "restart_to":
+                continue
+            if key == "restart":
+                options.append(("restart", int(found["restart_to"]) if found["restart_to"]
+                                else None))
+            elif key == "owned":
+                options.append(("owned", None if value.upper() == "NONE" else tuple(
+                    _identifier(part) for part in re.split(r"\.(?=[^.]*$)",
+                                                           value.removeprefix("public.")))))
+            elif key in ("no_min", "no_max", "cycle", "no_cycle"):
+                options.append((key, True))
+            else:
+                options.append((key, int(value)))
+    return Statement(Kind.DDL, "ALTER SEQUENCE", (), read_only=False, action=SequenceOp(
+        "alter_sequence", _identifier(match["name"]), (tuple(options),
+                                                       bool(match["exists"]))))
 
 
 def _explain(match: re.Match[str], kinds: tuple[str, ...]) -> Statement:
