@@ -121,6 +121,8 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], str | None], bool]] = {
     "cursor_tuple_fraction": ("0.1", _any, False),
     "plan_cache_mode": ("auto", _any, False),
     "default_table_access_method": ("heap", _any, False),
+    "synchronize_seqscans": ("on", _on_off, False),
+    "quote_all_identifiers": ("off", _on_off, False),
 }
 
 DISPLAY_NAMES = {"datestyle": "DateStyle", "intervalstyle": "IntervalStyle",
