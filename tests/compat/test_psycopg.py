@@ -293,7 +293,7 @@ def test_a_migration_alters_columns_in_a_transaction_and_the_reader_sees_it(
             3, decimal.Decimal("0.00"))
 
 
-def test_to_char_formats_as_postgres(cluster: Cluster) -> None:
+def test_to_char_to_date_and_to_timestamp_as_postgres(cluster: Cluster) -> None:
     with connect(cluster, autocommit=True) as conn:
         conn.execute("CREATE TABLE tc_sales (at timestamptz, amount numeric(12,2))")
         conn.execute("INSERT INTO tc_sales VALUES ('2024-03-05 07:08:09+00', 1234567.5)")
@@ -305,6 +305,11 @@ def test_to_char_formats_as_postgres(cluster: Cluster) -> None:
                        "-1,234,567.5")
         with pytest.raises(errors.FeatureNotSupported):
             conn.execute("SELECT to_char(amount, 'RN') FROM tc_sales")
+        assert conn.execute("SELECT to_date('05 Mar 2024', 'DD Mon YYYY'), "
+                            "to_timestamp('2024-03-05 2:07 pm', 'YYYY-MM-DD HH:MI am'), "
+                            "to_timestamp(0)").fetchone() == (
+            dt.date(2024, 3, 5), dt.datetime(2024, 3, 5, 14, 7, tzinfo=dt.UTC),
+            dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
 
 
 def test_an_empty_result_still_describes_its_columns(cluster: Cluster) -> None:

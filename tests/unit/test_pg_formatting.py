@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from borealis.protocol.postgres import formatting
+from borealis.protocol.postgres import types as pgtypes
 from borealis.protocol.postgres.numeric import SqlFunctionError
 from borealis.protocol.postgres.translate import translate_statement
 
@@ -67,3 +68,29 @@ def test_to_char_keeps_its_template_through_translation() -> None:
     # a column named to_char, and the word in a string, stay as they are
     other = translate_statement("SELECT to_char, 'to_char(x)' FROM t")
     assert "to_char" in other.sqlite[0] and "'to_char(x)'" in other.sqlite[0]
+
+
+DATE_CASES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "data" / "to_date_postgres15.json").read_text())["cases"]
+
+
+def test_to_date_and_to_timestamp_read_as_postgres_reads() -> None:
+    """Each case as PostgreSQL 15 printed it (its text output of the date and the
+    timestamptz, or the SQLSTATE it refused it with)."""
+    for case in DATE_CASES:
+        got = []
+        for function, type_name in ((formatting.to_date, "date"),
+                                    (formatting.to_timestamp, "timestamptz")):
+            try:
+                value = function(case["text"], case["template"])
+                got.append(pgtypes.encode_text(pgtypes.BY_NAME[type_name], value).decode())
+            except SqlFunctionError as error:
+                got.append(f"ERROR {error.sqlstate}")
+        assert got == [case["to_date"], case["to_timestamp"]], case
+    assert len(DATE_CASES) >= 25
+
+
+def test_to_timestamp_of_seconds_since_the_epoch() -> None:
+    assert formatting.to_timestamp(1709647629.5) == "2024-03-05 14:07:09.5"
+    assert formatting.to_timestamp("0") == "1970-01-01 00:00:00"
+    assert formatting.to_timestamp(None) is None

@@ -301,7 +301,7 @@ FUNCTION_TYPES: dict[str, int] = {
     "pg_indexes_size": 20, "pg_database_size": 20, "pg_size_pretty": 25,
     "generate_subscripts": 23, "row_number": 20, "rank": 20,
     "dense_rank": 20, "ntile": 23, "percent_rank": 701, "cume_dist": 701, "upper": 25,
-    "_borealis_to_char": 25,
+    "_borealis_to_char": 25, "_borealis_to_date": 1082, "_borealis_to_timestamp": 1184,
     "lower": 25, "length": 23, "replace": 25, "substring": 25, "substr": 25, "trim": 25,
     "ltrim": 25, "rtrim": 25, "current_schemas": 1003, "every": 16,
 }

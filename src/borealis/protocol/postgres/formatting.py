@@ -1,4 +1,5 @@
-"""``to_char``: PostgreSQL's template formatting of dates, times, intervals and numbers.
+"""``to_char``, ``to_date`` and ``to_timestamp``: PostgreSQL's template formatting of dates,
+times, intervals and numbers, and the reading of dates and times by a template.
 
 The value arrives in its storage form (``temporal``: 'YYYY-MM-DD', 'YYYY-MM-DD HH:MM:SS[.f]'
 in UTC, ISO 8601 intervals; numbers as integers, floats or exact decimal text), so the
@@ -426,3 +427,157 @@ def _is_number(text: str) -> bool:
     except InvalidOperation:
         return False
     return not text.strip().upper().startswith(("P", "N", "I"))
+
+
+_ONE_ARGUMENT: Any = object()
+
+
+# --- to_date and to_timestamp ------------------------------------------------------------------
+
+_PARSED_FIELDS = frozenset({"YYYY", "YYY", "YY", "Y", "MM", "DD", "HH", "HH12", "HH24", "MI",
+                            "SS", "MS", "US", "FF1", "FF2", "FF3", "FF4", "FF5", "FF6", "AM",
+                            "PM", "A.M.", "P.M.", "MONTH", "MON", "DDD", "Y,YYY", "DAY", "DY"})
+_WIDTHS = {"YYYY": 4, "YYY": 3, "YY": 2, "Y": 1, "MM": 2, "DD": 2, "HH": 2, "HH12": 2,
+           "HH24": 2, "MI": 2, "SS": 2, "MS": 3, "US": 6, "DDD": 3,
+           **{f"FF{d}": d for d in range(1, 7)}}
+
+
+def _out_of_range(what: str) -> SqlFunctionError:
+    return SqlFunctionError(f"date/time field value out of range: {what}", "22008")
+
+
+def parse_moment(text: str, template: str) -> dt.datetime:
+    """The instant ``text`` gives under ``template``, as to_timestamp reads it without FX:
+    blanks skipped around values, a template separator matching any one separator (or
+    none), numbers read up to their field's width when another field follows at once."""
+    parts = _template(template)
+    fields: dict[str, int] = {}
+    i, n = 0, len(text)
+    for index, (kind, word, _fill, _translate, _suffix) in enumerate(parts):
+        if kind == "text":
+            if word.isspace():
+                while i < n and text[i].isspace():
+                    i += 1
+            elif not word.isalnum():
+                if i < n and not text[i].isalnum():
+                    i += 1
+            else:
+                i += 1   # a letter or digit of the template skips one character
+            continue
+        upper = word.upper()
+        if upper not in _PARSED_FIELDS:
+            raise SqlFunctionError(f"to_timestamp's {word} field is not supported by "
+                                   "Borealis", "0A000")
+        while i < n and text[i].isspace():
+            i += 1
+        if upper in ("AM", "PM", "A.M.", "P.M."):
+            rest = text[i:].upper()
+            for marker, pm in (("A.M.", False), ("P.M.", True), ("AM", False), ("PM", True)):
+                if rest.startswith(marker):
+                    fields["pm"] = int(pm)
+                    i += len(marker)
+                    break
+            else:
+                raise SqlFunctionError(f'invalid value "{text[i:i + 2]}" for "{word}"',
+                                       "22007")
+            continue
+        if upper in ("MONTH", "MON", "DAY", "DY"):
+            names = _MONTHS if upper in ("MONTH", "MON") else _DAYS
+            rest = text[i:].lower()
+            for number, name in enumerate(names, start=1):
+                for form in (name.lower(), name[:3].lower()):
+                    if rest.startswith(form):
+                        if upper in ("MONTH", "MON"):
+                            fields["month"] = number
+                        i += len(form)
+                        break
+                else:
+                    continue
+                break
+            else:
+                raise SqlFunctionError(f'invalid value "{text[i:i + 3]}" for "{word}"',
+                                       "22007")
+            continue
+        if upper == "Y,YYY":
+            digits = ""
+            while i < n and (text[i].isdigit() or (text[i] == "," and digits)):
+                digits += text[i] if text[i].isdigit() else ""
+                i += 1
+            fields["year"] = int(digits or "0")
+            continue
+        follows_field = index + 1 < len(parts) and parts[index + 1][0] == "field"
+        width = _WIDTHS[upper]
+        start = i
+        if i < n and text[i] in "+-" and upper in ("YYYY", "YYY", "YY", "Y"):
+            i += 1
+        while i < n and text[i].isdigit() and (not follows_field or i - start < width):
+            i += 1
+        if i == start or not text[start:i].lstrip("+-"):
+            raise SqlFunctionError(f'invalid value "{text[start:start + width]}" for '
+                                   f'"{word}"', "22007")
+        value = int(text[start:i])
+        if upper in ("YYY", "YY", "Y") and i - start <= width:
+            # PostgreSQL's adjustment of short years: to the century nearest 2020
+            value = value + (2000 if value < 70 else 1900) if upper == "YY" else (
+                value + 2000 if upper == "Y" else value + (1000 if value >= 100 else 2000))
+        if upper.startswith("FF") or upper == "US":   # a fraction: '5' is 500000 us
+            value = value * 10 ** (6 - (i - start))
+        elif upper == "MS":
+            value = value * 10 ** (3 - (i - start))
+        key = {"YYYY": "year", "YYY": "year", "YY": "year", "Y": "year", "MM": "month",
+               "DD": "day", "HH": "hour12", "HH12": "hour12", "HH24": "hour", "MI": "minute",
+               "SS": "second", "MS": "ms", "US": "us", "DDD": "doy"}.get(upper, "us")
+        fields[key] = value
+    if i < n and text[i:].strip():
+        pass   # PostgreSQL ignores what the template does not reach
+    return _moment_of_fields(fields)
+
+
+def _moment_of_fields(fields: dict[str, int]) -> dt.datetime:
+    year = fields.get("year", 1)
+    hour = fields.get("hour", 0)
+    if "hour12" in fields:
+        if not 1 <= fields["hour12"] <= 12:
+            raise SqlFunctionError(f"hour \"{fields['hour12']}\" is invalid for the 12-hour "
+                                   "clock", "22007")
+        hour = fields["hour12"] % 12 + 12 * fields.get("pm", 0)
+    elif "pm" in fields and hour < 12:
+        hour += 12 * fields["pm"]
+    usec = fields.get("us", 0) + fields.get("ms", 0) * 1000
+    try:
+        if "doy" in fields:
+            day = dt.date(year, 1, 1) + dt.timedelta(days=fields["doy"] - 1)
+            month, mday = day.month, day.day
+        else:
+            month, mday = fields.get("month", 1), fields.get("day", 1)
+        return dt.datetime(year, month, mday, hour, fields.get("minute", 0),
+                           fields.get("second", 0), usec)
+    except (ValueError, OverflowError):
+        raise _out_of_range(str(fields)) from None
+
+
+def to_date(text: Any, template: Any) -> str | None:
+    if text is None or template is None:
+        return None
+    return parse_moment(str(text), str(template)).strftime("%Y-%m-%d").zfill(10)
+
+
+def to_timestamp(text: Any, template: Any = _ONE_ARGUMENT) -> str | None:
+    """to_timestamp(text, template), or to_timestamp(seconds since 1970-01-01 UTC): a
+    timestamptz in its storage form (the session's zone is UTC)."""
+    if template is _ONE_ARGUMENT:
+        if text is None:
+            return None
+        seconds = Decimal(str(text))
+        if not seconds.is_finite():
+            raise SqlFunctionError("to_timestamp of infinity or NaN is not supported by "
+                                   "Borealis", "0A000")
+        usec = int((seconds * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
+        try:
+            moment = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=usec)
+        except OverflowError:
+            raise SqlFunctionError("timestamp out of range", "22008") from None
+        return temporal.timestamp_text(moment)
+    if text is None or template is None:
+        return None
+    return temporal.timestamp_text(parse_moment(str(text), str(template)))

@@ -914,7 +914,8 @@ _SCALARS: dict[str, tuple[Callable[..., Any], int]] = {
     "_pg_log10": (numeric.float_function("log", math.log10), 1),
     "_pg_power": (numeric.float_function("power", math.pow), 2),
     "_pg_extract": (temporal.extract, 2), "_pg_date_trunc": (temporal.date_trunc, 2),
-    "_pg_to_char": (formatting.to_char, 3),
+    "_pg_to_char": (formatting.to_char, 3), "_pg_to_date": (formatting.to_date, 2),
+    "_pg_to_timestamp": (formatting.to_timestamp, -1),
     # JSON
     "_pg_json_get": (jsonops.get, 2), "_pg_json_get_text": (jsonops.get_text, 2),
     "_pg_json_path": (jsonops.get_path, 2), "_pg_json_path_text": (jsonops.get_path_text, 2),

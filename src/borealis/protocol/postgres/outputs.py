@@ -54,7 +54,7 @@ def column_name(node: exp.Expression) -> str:
         return name
     if isinstance(node, exp.Anonymous):
         name = str(node.this).lower().split(".")[-1]
-        return "to_char" if name == "_borealis_to_char" else name
+        return name.removeprefix("_borealis_") if name.startswith("_borealis_to_") else name
     if isinstance(node, exp.CurrentTimestamp):
         # sqlglot parses now() and CURRENT_TIMESTAMP alike; the text tells them apart
         return "now" if is_now_call(node) else "current_timestamp"

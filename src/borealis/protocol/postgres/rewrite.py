@@ -67,7 +67,9 @@ from borealis.protocol.postgres.statement import (
 )
 
 TO_CHAR_CALL = "_borealis_to_char"
-"""The name ``translate.parse`` gives to_char before sqlglot reads it."""
+TEMPLATE_CALLS = {"to_char": TO_CHAR_CALL, "to_date": "_borealis_to_date",
+                  "to_timestamp": "_borealis_to_timestamp"}
+"""The names ``translate.parse`` gives these functions before sqlglot reads them."""
 
 
 class PgDialect(Postgres):
@@ -133,6 +135,7 @@ FUNCTIONS: dict[str, str] = {
     "array_cat": "_pg_array_cat", "array_append": "_pg_array_cat",
     "lpad": "_pg_lpad", "rpad": "_pg_rpad", "initcap": "_pg_initcap",
     "translate": "_pg_translate", "ascii": "_pg_ascii", "chr": "_pg_chr",
+    "_borealis_to_date": "_pg_to_date", "_borealis_to_timestamp": "_pg_to_timestamp",
     "substring": "_pg_substring", "substr": "_pg_substring", "date_trunc": "_pg_date_trunc",
     "date_part": "_pg_extract", "greatest": "_pg_greatest", "least": "_pg_least",
     "lower": "_pg_lower", "upper": "_pg_upper", "concat": "concat",

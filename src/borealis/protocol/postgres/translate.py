@@ -42,7 +42,7 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 from borealis.protocol.postgres import exprtypes, outputs, sqltext
 from borealis.protocol.postgres.ddl import SEQUENCES_TABLE_DDL, Ddl, generate
 from borealis.protocol.postgres.passes import mark_catalog_columns, name_reg_outputs, undo_lambdas
-from borealis.protocol.postgres.rewrite import TO_CHAR_CALL, PgDialect, Rewriter
+from borealis.protocol.postgres.rewrite import TEMPLATE_CALLS, PgDialect, Rewriter
 from borealis.protocol.postgres.statement import (
     Action,
     Context,
@@ -228,10 +228,11 @@ def _utility(sql: str) -> Statement | None:
 
 def parse(sql: str) -> exp.Expression:
     """One statement's tree (E'' strings read as text, ``$n`` spaced for the tokenizer)."""
-    if "to_char" in sql.lower():
-        # sqlglot turns to_char into strftime codes, losing what PostgreSQL's templates say
-        # (FM, TH, padding, number templates): it stays a call of its own name.
-        sql = sqltext.rename_calls(sql, {"to_char": TO_CHAR_CALL})
+    if "to_" in sql.lower():
+        # sqlglot turns to_char, to_date and to_timestamp into strftime codes, losing what
+        # PostgreSQL's templates say (FM, TH, padding, number templates): each stays a call
+        # of its own name.
+        sql = sqltext.rename_calls(sql, TEMPLATE_CALLS)
     try:
         trees = sqlglot.parse(sql, read=PgDialect, error_level=ErrorLevel.RAISE)
     except (ParseError, TokenError) as exc:
