@@ -339,3 +339,12 @@ def test_alter_index_and_view_rename_to(conn: apsw.Connection) -> None:
     run(conn, "ALTER INDEX IF EXISTS nope RENAME TO x")
     fails(conn, "ALTER VIEW v2 RENAME TO t", "42P07")
     fails(conn, "ALTER VIEW v2 ALTER COLUMN id SET DEFAULT 1", "0A000")
+
+
+def test_a_using_expression_computes_the_new_values(conn: apsw.Connection) -> None:
+    """Between types with one stored form (text to varchar) the values were only checked,
+    and USING was ignored."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, name text)")
+    run(conn, "INSERT INTO t VALUES (1, 'ann'), (2, 'bob')")
+    run(conn, "ALTER TABLE t ALTER COLUMN name TYPE varchar(10) USING upper(name)")
+    assert list(conn.execute("SELECT name FROM t ORDER BY id")) == [("ANN",), ("BOB",)]

@@ -169,9 +169,12 @@ def set_type(conn: apsw.Connection, table: str, definition: TableDef, name: str,
     new_pg, new_typmod = pgtypes.lookup(new[0])[0], new[1]
     type_text = pgtypes.format_type(new_pg.oid, new_typmod)
     old_name, new_name = old_pg.name, new_pg.name
-    same_storage = (old_name in _INTEGERS and new_name in _INTEGERS) or \
-        (old_name in _STRINGS and new_name in _STRINGS) or \
-        (old_name == new_name and old_typmod == new_typmod)
+    # Values that keep their stored form need only checking; a USING expression always
+    # computes new ones.
+    same_storage = not using and (
+        (old_name in _INTEGERS and new_name in _INTEGERS)
+        or (old_name in _STRINGS and new_name in _STRINGS)
+        or (old_name == new_name and old_typmod == new_typmod))
     if not using and not (old_name == new_name or (old_name in _NUMBERS and new_name in
                                                    _NUMBERS) or new_name in _STRINGS
                           or (old_name, new_name) in _ASSIGNMENT):
