@@ -348,3 +348,12 @@ def test_a_using_expression_computes_the_new_values(conn: apsw.Connection) -> No
     run(conn, "INSERT INTO t VALUES (1, 'ann'), (2, 'bob')")
     run(conn, "ALTER TABLE t ALTER COLUMN name TYPE varchar(10) USING upper(name)")
     assert list(conn.execute("SELECT name FROM t ORDER BY id")) == [("ANN",), ("BOB",)]
+
+
+def test_a_constraint_with_a_quoted_name_is_dropped(conn: apsw.Connection) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, n int)")
+    run(conn, 'ALTER TABLE t ADD CONSTRAINT "n is positive" CHECK (n > 0)')
+    with pytest.raises(apsw.ConstraintError):
+        run(conn, "INSERT INTO t VALUES (1, 0)")
+    run(conn, 'ALTER TABLE t DROP CONSTRAINT "n is positive"')
+    run(conn, "INSERT INTO t VALUES (1, 0)")

@@ -256,8 +256,8 @@ def drop_constraint(conn: apsw.Connection, table: str, definition: TableDef, nam
     except KeyError:
         index = -1
     if index >= 0:
-        words = definition.items[index].split(None, 3)
-        kind = words[2].upper() if len(words) > 2 else ""
+        toks = tokens(definition.items[index])   # CONSTRAINT name KIND ...
+        kind = toks[2].text.upper() if len(toks) > 2 else ""
         if kind not in ("CHECK", "FOREIGN"):
             raise unsupported(f"DROP CONSTRAINT of a {kind} constraint")
         del definition.items[index]
