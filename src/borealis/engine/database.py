@@ -459,7 +459,8 @@ class Session:
                 # it finished at once: no row, or no result at all (DML). A query with no
                 # row still has columns (a client prints their names): describe it again,
                 # prepared and not run.
-                description = _described(conn, sql, params) if _is_query(sql) else ()
+                description = _described(conn, sql, params) \
+                    if _is_query(sql) and not isinstance(params, _Many) else ()
             columns = [d[0] for d in description]
             decltypes: list[str | None] = [d[1] for d in description]
             rows = cursor.fetchall()
@@ -612,6 +613,8 @@ def _described(conn: apsw.Connection, sql: str, params: Any) -> tuple[tuple[str,
 
     cursor = conn.cursor()
     cursor.exec_trace = trace
-    with contextlib.suppress(apsw.ExecTraceAbort):
+    # ExecTraceAbort: stopped as meant; any other error: the statement ran once already,
+    # so it is left undescribed rather than failed
+    with contextlib.suppress(apsw.Error):
         cursor.execute(sql, params)
     return found[0]
