@@ -76,6 +76,8 @@ class Runs:
                                   check=False, env=dict(os.environ))
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             assert lines, f"no summary printed (rc {done.returncode}):\n{done.stderr[-3000:]}"
+            assert (out / "verdict.json").exists(), (
+                f"no verdict (rc {done.returncode}): {lines[-1]}\n{done.stderr[-4000:]}")
             verdict = json.loads((out / "verdict.json").read_text())
             self.done[key] = Run(done.returncode, json.loads(lines[-1]), verdict, out,
                                  done.stderr)

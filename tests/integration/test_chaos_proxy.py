@@ -156,6 +156,8 @@ def chaos(out: Path, workload: str, nemesis: str, time_s: float, seed: int) -> d
                           env=dict(os.environ))
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no summary printed (rc {done.returncode}):\n{done.stderr[-3000:]}"
+    assert (out / "verdict.json").exists(), (
+        f"no verdict (rc {done.returncode}): {lines[-1]}\n{done.stderr[-4000:]}")
     verdict: dict[str, Any] = json.loads((out / "verdict.json").read_text())
     verdict["_returncode"] = done.returncode
     verdict["_stderr_tail"] = done.stderr[-2000:]
