@@ -37,8 +37,14 @@ def run(conn: apsw.Connection, sql: str) -> list[tuple[Any, ...]]:
             rows = list(conn.execute(text))
         action = statement.action
         if isinstance(action, SequenceOp):
-            assert action.op == "alter", action
-            alter.run(conn, action.name, *action.args)
+            if action.op == "rename_object":
+                kind, new, if_exists = action.args
+                alter.rename_object(conn, kind, action.name, new, if_exists)
+            elif action.op == "replace_view":
+                alter.replace_view(conn, action.name, *action.args)
+            else:
+                assert action.op == "alter", action
+                alter.run(conn, action.name, *action.args)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

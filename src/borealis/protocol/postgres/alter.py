@@ -274,8 +274,7 @@ def drop_constraint(conn: apsw.Connection, table: str, definition: TableDef, nam
 
 
 def _column_exists(conn: apsw.Connection, table: str, name: str) -> bool:
-    return any(str(row[0]).lower() == name.lower()
-               for row in conn.execute("SELECT name FROM pragma_table_xinfo(?)", (table,)))
+    return any(c.name.lower() == name.lower() for c in pgschema.columns(conn, table))
 
 
 CHANGES: dict[str, Callable[..., None]] = {
@@ -290,13 +289,6 @@ CHANGES: dict[str, Callable[..., None]] = {
 def run(conn: apsw.Connection, table: str, if_exists: bool, change: tuple[Any, ...]) -> None:
     """Carry out an ``ALTER TABLE`` (``ddl.Ddl.alter``'s ``SequenceOp``): one change, or
     ``("several", changes)`` made in order, whole or not at all."""
-    if change[0] in ("replace_view", "rename_index", "rename_view"):
-        with _atomic(conn):
-            if change[0] == "replace_view":
-                replace_view(conn, table, change[1])
-            else:
-                rename_object(conn, change[0].split("_")[1], table, change[1], if_exists)
-        return
     if _definition(conn, table) is None:
         if if_exists:
             return
@@ -336,6 +328,12 @@ def rename_object(conn: apsw.Connection, kind: str, name: str, new: str,
                   if_exists: bool) -> None:
     """ALTER INDEX|VIEW name RENAME TO new: SQLite renames neither, so the object is made
     anew under its new name from the statement SQLite keeps."""
+    with _atomic(conn):
+        _rename_object(conn, kind, name, new, if_exists)
+
+
+def _rename_object(conn: apsw.Connection, kind: str, name: str, new: str,
+                   if_exists: bool) -> None:
     found = list(conn.execute("SELECT name, sql FROM sqlite_schema WHERE type = ? AND "
                               "name = ? COLLATE NOCASE", (kind, name)))
     if not found:
@@ -347,12 +345,10 @@ def rename_object(conn: apsw.Connection, kind: str, name: str, new: str,
         raise unsupported(f"ALTER INDEX RENAME of the index of a constraint ({name})")
     if any(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (new,))):
         raise SqlError(f'relation "{new}" already exists', "42P07")
+    # CREATE [UNIQUE] INDEX name ... / CREATE VIEW name ... (SQLite keeps the text without
+    # IF NOT EXISTS)
     toks = tokens(sql)
-    # CREATE [UNIQUE] INDEX [IF NOT EXISTS] name ... / CREATE VIEW [IF NOT EXISTS] name ...
-    at = next(i for i, t in enumerate(toks) if t.word == kind) + 1
-    if toks[at].word == "if":
-        at += 3
-    name_token = toks[at]
+    name_token = toks[next(i for i, t in enumerate(toks) if t.word == kind) + 1]
     conn.execute(f"DROP {kind.upper()} {quote_identifier(old_name)}")
     conn.execute(sql[:name_token.start] + quote_identifier(new) + sql[name_token.end:])
 
@@ -360,6 +356,11 @@ def rename_object(conn: apsw.Connection, kind: str, name: str, new: str,
 def replace_view(conn: apsw.Connection, name: str, create_sql: str) -> None:
     """CREATE OR REPLACE VIEW: as PostgreSQL, the new query must give the view's columns
     first, with the same names (42P16), and may add columns after them."""
+    with _atomic(conn):
+        _replace_view(conn, name, create_sql)
+
+
+def _replace_view(conn: apsw.Connection, name: str, create_sql: str) -> None:
     found = list(conn.execute("SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE",
                               (name,)))
     if found and found[0][0] != "view":

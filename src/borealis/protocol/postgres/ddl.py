@@ -329,7 +329,7 @@ class Ddl:
         sql = f"CREATE VIEW{exists} {quote_identifier(name)} AS {generate(body)}"
         if tree.args.get("replace"):
             return Statement(Kind.DDL, "CREATE VIEW", (), read_only=False,
-                             action=SequenceOp("alter", name, (False, ("replace_view", sql))))
+                             action=SequenceOp("replace_view", name, (sql,)))
         return Statement(Kind.DDL, "CREATE VIEW", (sql,), read_only=False)
 
     def drop(self, tree: exp.Drop) -> Statement:
@@ -371,11 +371,10 @@ class Ddl:
         if kind in ("INDEX", "VIEW"):   # only RENAME TO: SQLite makes them anew
             if len(actions) != 1 or not isinstance(actions[0], exp.AlterRename) or \
                     tree.args.get("options"):
-                raise unsupported(f"ALTER {kind} {tree.sql('postgres')[len(kind) + 7:][:40]}")
+                raise unsupported(f"ALTER {kind} other than RENAME TO")
             new = self.rw.table_name(actions[0].this)
             return Statement(Kind.DDL, f"ALTER {kind}", (), read_only=False, action=SequenceOp(
-                "alter", table, (bool(tree.args.get("exists")), (f"rename_{kind.lower()}",
-                                                                 new))))
+                "rename_object", table, (kind.lower(), new, bool(tree.args.get("exists")))))
         if kind != "TABLE":
             raise unsupported(f"ALTER {kind}")
         if not actions:
@@ -475,8 +474,7 @@ class Ddl:
             if action.args.get("collate"):
                 raise unsupported("ALTER COLUMN TYPE ... COLLATE")
             pg, typmod = outputs.type_of(dtype)
-            if pg.name in ("serial", "bigserial", "smallserial") or \
-                    dtype.sql("postgres").lower() in _SERIALS:
+            if dtype.sql("postgres").lower() in _SERIALS:   # a pseudo-type of CREATE only
                 raise TranslationError(f'type "{dtype.sql("postgres").lower()}" does not '
                                        "exist", "42704")
             decltype = pgtypes.sqlite_decltype(pg, typmod)

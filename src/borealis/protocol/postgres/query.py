@@ -497,6 +497,13 @@ class QueryProtocol:
                 await self.session.call(lambda c: pgschema.restart_owned_sequences(c, tables))
         elif op == "drop_owned":
             await self.session.call(lambda c: pgschema.drop_owned_sequences(c, args))
+        elif op == "rename_object":
+            kind, new, if_exists = args
+            await self.session.call(lambda c: pgalter.rename_object(
+                c, kind, action.name, new, if_exists))
+        elif op == "replace_view":
+            create_sql = args[0]
+            await self.session.call(lambda c: pgalter.replace_view(c, action.name, create_sql))
         elif op == "alter_sequence":
             options, if_exists = args
             await self.session.call(lambda c: pgschema.alter_sequence(

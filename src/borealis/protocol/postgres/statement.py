@@ -124,8 +124,9 @@ class SequenceOp:
     """Statements on sequences and tables that need more than one SQLite statement,
     carried out by the server against the schema (``schema``)."""
 
-    op: str                    # alter, create_sequence, drop_sequence, truncate,
-    #                            drop_owned, drop_cascade
+    op: str                    # alter, rename_object, replace_view, create_sequence,
+    #                            alter_sequence, drop_sequence, truncate, drop_owned,
+    #                            drop_cascade, set_constraints
     name: str = ""
     args: tuple[Any, ...] = ()
 
