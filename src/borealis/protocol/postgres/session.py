@@ -22,7 +22,9 @@ from typing import Any
 import apsw
 
 from borealis.protocol.postgres import functions
+from borealis.protocol.postgres import schema as pgschema
 from borealis.protocol.postgres.numeric import SqlFunctionError
+from borealis.protocol.postgres.schema import ColumnInfo
 
 SERVER_VERSION = "15.0 (Borealis)"
 SERVER_VERSION_NUM = "150000"
@@ -377,40 +379,38 @@ cast_value = functions.cast_value
 """Kept here for callers of the session's casts (``functions`` owns them)."""
 
 
-def _column_default(conn: apsw.Connection, table: Any, column: Any) -> Any:
-    """The value of ``table``'s default for ``column`` (a name, or an index for a VALUES
-    without a column list), evaluated now: ``DEFAULT`` where SQLite has no keyword for it
-    (``UPDATE ... SET c = DEFAULT``, DEFAULT in some rows of a VALUES only)."""
-    rows = list(conn.execute("SELECT name, dflt_value FROM pragma_table_info(?)",
-                             (str(table),)))
+def _target_column(conn: apsw.Connection, table: Any, column: Any) -> ColumnInfo | None:
+    """``table``'s column ``column``: a name, or a position (a VALUES without a column
+    list); None for a position past the last column."""
+    found = pgschema.columns(conn, str(table))
     if isinstance(column, int):
-        if not 0 <= column < len(rows):
-            raise SqlFunctionError("INSERT has more expressions than target columns",
-                                   "42601")
-        found = rows[column]
-    else:
-        named = [row for row in rows if str(row[0]).lower() == str(column).lower()]
-        if not named:
-            raise SqlFunctionError(f'column "{column}" of relation "{table}" does not exist',
-                                   "42703")
-        found = named[0]
-    default = found[1]
-    if default is None:
+        return found[column] if 0 <= column < len(found) else None
+    named = [c for c in found if c.name.lower() == str(column).lower()]
+    if not named:
+        raise SqlFunctionError(f'column "{column}" of relation "{table}" does not exist',
+                               "42703")
+    return named[0]
+
+
+def _column_default(conn: apsw.Connection, table: Any, column: Any) -> Any:
+    """The value of ``table``'s default for ``column`` (a name, or a position), evaluated
+    now: ``DEFAULT`` where SQLite has no keyword for it (``UPDATE ... SET c = DEFAULT``,
+    DEFAULT in some rows of a VALUES only)."""
+    target = _target_column(conn, table, column)
+    if target is None:
+        raise SqlFunctionError("INSERT has more expressions than target columns", "42601")
+    if target.default is None:
         return None
-    return next(iter(conn.execute(f"SELECT {default}")))[0]
+    return next(iter(conn.execute(f"SELECT {target.default}")))[0]
 
 
 def _user_value(conn: apsw.Connection, table: Any, column: Any, value: Any) -> Any:
     """OVERRIDING USER VALUE: the default of an identity column, else ``value``."""
-    if isinstance(column, int):
-        names = [row[0] for row in conn.execute("SELECT name FROM pragma_table_info(?)",
-                                                (str(table),))]
-        if not 0 <= column < len(names):
-            return value
-        column = names[column]
-    if not any(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_borealis_sequences'")):
+    target = _target_column(conn, table, column)
+    if target is None or not any(conn.execute(
+            "SELECT 1 FROM sqlite_schema WHERE name = '_borealis_sequences'")):
         return value
     identity = list(conn.execute(
         "SELECT 1 FROM _borealis_sequences WHERE owner_table = ? AND owner_column = ? "
-        "COLLATE NOCASE AND identity <> ''", (str(table), str(column))))
-    return _column_default(conn, table, column) if identity else value
+        "COLLATE NOCASE AND identity <> ''", (str(table), target.name)))
+    return _column_default(conn, table, target.name) if identity else value
