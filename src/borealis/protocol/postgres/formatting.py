@@ -165,9 +165,7 @@ class _Moment:
         if upper == "MM":
             return number(self.month, 2)
         if upper in ("MONTH", "MON"):
-            if self.moment is None and self.month == 0:
-                return "", None
-            name = _MONTHS[self.month - 1]
+            name = _MONTHS[self.month - 1]   # (an interval has no month name: refused above)
             if upper == "MON":
                 return _case(name[:3], k), None
             text = _case(name, k)
@@ -528,9 +526,7 @@ def parse_moment(text: str, template: str) -> dt.datetime:
                "DD": "day", "HH": "hour12", "HH12": "hour12", "HH24": "hour", "MI": "minute",
                "SS": "second", "MS": "ms", "US": "us", "DDD": "doy"}.get(upper, "us")
         fields[key] = value
-    if i < n and text[i:].strip():
-        pass   # PostgreSQL ignores what the template does not reach
-    return _moment_of_fields(fields)
+    return _moment_of_fields(fields)   # text past the template is ignored, as PostgreSQL does
 
 
 def _moment_of_fields(fields: dict[str, int]) -> dt.datetime:

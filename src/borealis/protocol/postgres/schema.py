@@ -282,27 +282,29 @@ def alter_sequence(conn: apsw.Connection, name: str, options: tuple[tuple[str, A
             table, column = (None, None) if value is None else value
             if value is not None:
                 check_tables_exist(conn, (str(table),))
-                if not any(str(r[0]).lower() == str(column).lower() for r in conn.execute(
-                        "SELECT name FROM pragma_table_info(?)", (table,))):
+                if not any(c.name.lower() == str(column).lower()
+                           for c in columns(conn, str(table))):
                     raise SqlError(f'column "{column}" of relation "{table}" does not exist',
                                    "42703")
     if low >= high:
         raise SqlError(f"MINVALUE ({low}) must be less than MAXVALUE ({high})", "22023")
-    if not low <= start <= high:
-        edge = "less than MINVALUE" if start < low else "greater than MAXVALUE"
-        raise SqlError(f"START value ({start}) cannot be {edge} ({low if start < low else high})",
-                       "22023")
+    _check_bounds("START", start, low, high)
     if restarting:
         last, called = (start if restart is None else restart), 0
-        if not low <= last <= high:
-            edge = "less than MINVALUE" if last < low else "greater than MAXVALUE"
-            raise SqlError(f"RESTART value ({last}) cannot be {edge} "
-                           f"({low if last < low else high})", "22023")
+        _check_bounds("RESTART", last, low, high)
     conn.execute(
         "UPDATE _borealis_sequences SET start_value = ?, min_value = ?, max_value = ?, "
         "increment_by = ?, cycle = ?, last_value = ?, is_called = ?, owner_table = ?, "
         "owner_column = ? WHERE name = ?",
         (start, low, high, step, cycle, last, called, table, column, name))
+
+
+def _check_bounds(what: str, value: int, low: int, high: int) -> None:
+    if value < low:
+        raise SqlError(f"{what} value ({value}) cannot be less than MINVALUE ({low})", "22023")
+    if value > high:
+        raise SqlError(f"{what} value ({value}) cannot be greater than MAXVALUE ({high})",
+                       "22023")
 
 
 def drop_sequences(conn: apsw.Connection, names: tuple[str, ...], if_exists: bool) -> None:

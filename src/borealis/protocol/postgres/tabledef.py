@@ -172,10 +172,6 @@ class Column:
         return text[text.lower().index("default") + len("default"):].strip()
 
     @property
-    def primary_key(self) -> bool:
-        return bool(self._find("primary", "key"))
-
-    @property
     def collation(self) -> str | None:
         toks = self._tokens
         for i in range(self._type_end(), len(toks) - 1):

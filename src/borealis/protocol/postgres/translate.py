@@ -397,8 +397,8 @@ def _explain(match: re.Match[str], kinds: tuple[str, ...]) -> Statement:
     """EXPLAIN [VERBOSE] statement, EXPLAIN (options) statement: the plan SQLite makes for
     the translated statement. ANALYZE (which runs it) and formats other than text are
     refused."""
-    options = " ".join((match["options"] or match["words"] or "").upper().split())
-    for option in filter(None, (o.strip() for o in options.split(","))):
+    listed = match["options"].split(",") if match["options"] else (match["words"] or "").split()
+    for option in filter(None, (o.strip().upper() for o in listed)):
         words = option.split()
         if words[0] == "FORMAT" and words[1:] not in ([], ["TEXT"]):
             raise unsupported(f"EXPLAIN (FORMAT {' '.join(words[1:])})")
