@@ -594,7 +594,6 @@ def _pragma_refusal(name: str, value: str, db: Database) -> str | None:
     return None
 
 
-
 _QUERY_WORDS = ("select", "with", "values")
 
 

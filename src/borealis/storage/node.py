@@ -90,6 +90,8 @@ sustained load that its coalescing cannot follow."""
 COALESCE_RECORDS_PER_PASS = 256
 """Records materialised per coalescing pass, over all segments, in one page-store
 transaction (one sync rather than one per segment: 11 us a version instead of 18-26)."""
+COALESCE_RECORDS_PER_SEGMENT_MIN = 32
+GOSSIP_TIMEOUT_S = 2.0
 CHECKPOINT_BYTES_DEFAULT = 64 * 2**20
 """Redo bytes logged between checkpoints (the log's size, about, in steady state)."""
 
@@ -98,8 +100,6 @@ def redo_chunk_bytes(checkpoint_bytes: int) -> int:
     """Chunks of a quarter of the checkpoint interval (64 KiB to 64 MiB), so that a trim
     frees most of what the checkpoint made useless: storage is freed in whole chunks."""
     return min(CHUNK_BYTES_MAX_DEFAULT, max(64 * 2**10, checkpoint_bytes // 4))
-COALESCE_RECORDS_PER_SEGMENT_MIN = 32
-GOSSIP_TIMEOUT_S = 2.0
 
 
 @dataclass
